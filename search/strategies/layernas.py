@@ -12,7 +12,13 @@ up to a per-layer constant, so bucketing by it is the paper's bucketing by cost;
 the pruning rule: a candidate whose lowest completion cost exceeds a constraint cannot become
 feasible (when costs grow with each option, as MACs and latency do) and is dropped. Being a real
 cost, it stays right for costs that do not add up, such as a resolution that scales every
-layer. Buckets split [smallest achievable cost, constraint] into H equal parts.
+layer (a space should list such a node first, so the layers are ranked at its setting).
+
+Bucket range: `layer` (default) splits the range of lowest completion costs of the node's
+validated children (capped at the constraint) into H equal parts, so the H buckets separate
+the candidates being compared; `global` splits [smallest achievable cost, constraint] for every
+node, where the children of early nodes, whose later nodes are still at their cheapest, crowd
+into the lowest buckets.
 
 Fill: `largest` (default) keeps later nodes at their largest option, so an early option is
 ranked in a network with full capacity downstream and not behind a starved bottleneck;
@@ -40,6 +46,7 @@ from search.problem import Problem, ProblemError
 from supernet.space import Arch
 
 FILLS = ("largest", "smallest")
+BUCKET_RANGES = ("layer", "global")
 
 
 class LayerNAS:
@@ -56,6 +63,7 @@ class LayerNAS:
         metric: quality metric (default: the first accuracy/bleu/loss objective).
         max_buckets: upper bound for the automatic H.
         bucket_jitter: shift each layer's bucket grid by a random fraction of a bucket.
+        bucket_range: `layer` (the range of each node's children) or `global`.
     """
 
     name = "layernas"
@@ -69,6 +77,7 @@ class LayerNAS:
         metric: str | None = None,
         max_buckets: int = 100,
         bucket_jitter: bool = False,
+        bucket_range: str = "layer",
     ) -> None:
         if fill not in FILLS:
             raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
@@ -83,13 +92,16 @@ class LayerNAS:
         self.metric = metric
         self.max_buckets = max_buckets
         self.bucket_jitter = bucket_jitter
+        if bucket_range not in BUCKET_RANGES:
+            raise ValueError(f"bucket_range must be one of {BUCKET_RANGES}, got {bucket_range!r}")
+        self.bucket_range = bucket_range
 
     def run(self, problem: Problem, rng: np.random.Generator) -> dict[str, Any]:
         """Search the nodes in order within the budget; extras hold the front over buckets."""
         name, sign = score_metric(problem, self.metric)
         space = problem.space
-        nodes = space.nodes
         fill_arch = space.largest() if self.fill == "largest" else space.smallest()
+        nodes = space.nodes
         fill = space.node_choices(fill_arch)
 
         def arch_of(choices: Sequence[int]) -> Arch:
@@ -129,8 +141,9 @@ class LayerNAS:
                     f"{m} is {smallest:g}"
                 )
         used_h: list[int] = []
+        spans: list[list[float]] = []
 
-        def bucket(value: float, h: int, shift: float | None) -> int:
+        def bucket(value: float, h: int, shift: float | None, lo: float, hi: float) -> int:
             if hi <= lo:
                 return 0
             if shift is None:
@@ -140,11 +153,13 @@ class LayerNAS:
             # h cells of width (hi - lo) / (h - 1), the grid shifted by `shift` of a cell
             return min(max(int((value - lo) / (hi - lo) * (h - 1) + shift), 0), h - 1)
 
-        memo: list[tuple[float, list[int]]] = [(0.0, list(fill))]
-        layers_done = 0
-        stopped = None
-        kept: dict[int, list[tuple[float, list[int], Arch, dict[str, float]]]] = {}
-        for i, node in enumerate(nodes):
+        low_cache: dict[tuple[int, ...], dict[str, float]] = {}
+
+        def expand(
+            memo: Sequence[tuple[float, list[int]]], i: int
+        ) -> dict[str, tuple[list[int], Arch, dict[str, float]]]:
+            """Children of the memo's candidates at node i that can still meet every bound."""
+            node = nodes[i]
             children: dict[str, tuple[list[int], Arch, dict[str, float]]] = {}
             for _, parent in sorted(memo, key=lambda t: -t[0]):
                 if forced_absent(parent, i - 1, i):
@@ -154,11 +169,40 @@ class LayerNAS:
                 for j in options:
                     child = list(parent)
                     child[i] = int(j)  # type: ignore[arg-type]
-                    low = lowest(child, i)
+                    key = tuple(child[: i + 1])
+                    if key not in low_cache:
+                        low_cache[key] = lowest(child, i)
+                    low = low_cache[key]
                     if any(low[m] > bounds[m] for m in metrics):
                         continue
                     a = arch_of(child)
                     children.setdefault(a.arch_id, (child, a, low))
+            return children
+
+        def keep(
+            children: dict[str, tuple[list[int], Arch, dict[str, float]]],
+            scores: dict[str, float],
+            h: int,
+            shift: float | None,
+            span: tuple[float, float],
+        ) -> dict[int, list[tuple[float, list[int], Arch, dict[str, float]]]]:
+            """The best `top_per_bucket` scored children of each of h cost buckets."""
+            kept: dict[int, list[tuple[float, list[int], Arch, dict[str, float]]]] = {}
+            for child, a, low in children.values():
+                if a.arch_id in scores:
+                    kept.setdefault(bucket(low[metric], h, shift, *span), []).append(
+                        (scores[a.arch_id], child, a, low)
+                    )
+            return {
+                b: sorted(v, key=lambda t: -t[0])[: self.top_per_bucket] for b, v in kept.items()
+            }
+
+        memo: list[tuple[float, list[int]]] = [(0.0, list(fill))]
+        layers_done = 0
+        stopped = None
+        kept: dict[int, list[tuple[float, list[int], Arch, dict[str, float]]]] = {}
+        for i, node in enumerate(nodes):
+            children = expand(memo, i)
             archs = [a for _, a, _ in children.values()]
             fresh = {a.arch_id for a in problem.affordable(archs)}
             todo = [a for a in archs if problem.seen(a) or a.arch_id in fresh]
@@ -171,17 +215,15 @@ class LayerNAS:
                 a.arch_id: sign * m[name]
                 for a, m in zip(todo, problem.evaluate(todo) if todo else [], strict=True)
             }
-            kept = {}
+            shift = float(rng.random()) if self.bucket_jitter else None
             h = self.buckets or self._auto_buckets(problem, nodes[i + 1 :])
             used_h.append(h)
-            shift = float(rng.random()) if self.bucket_jitter else None
-            for child, a, low in children.values():
-                if a.arch_id in scores:
-                    kept.setdefault(bucket(low[metric], h, shift), []).append(
-                        (scores[a.arch_id], child, a, low)
-                    )
-            for b in kept:
-                kept[b] = sorted(kept[b], key=lambda t: -t[0])[: self.top_per_bucket]
+            span = (lo, hi)
+            if self.bucket_range == "layer" and scores:
+                costs = [low[metric] for _, a, low in children.values() if a.arch_id in scores]
+                span = (min(costs), min(max(costs), hi))
+            spans.append(list(span))
+            kept = keep(children, scores, h, shift, span)
             if stopped is not None or not kept:
                 break
             memo = [(s, c) for entries in kept.values() for s, c, _, _ in entries]
@@ -204,7 +246,7 @@ class LayerNAS:
             "metric": name if sign > 0 else f"-{name}",
             "cost_metric": metric,
             "buckets": used_h,
-            "bucket_range": [lo, hi],
+            "bucket_range": spans,
             "fill": self.fill,
             "bucket_jitter": self.bucket_jitter,
             "layers_completed": layers_done,

@@ -20,13 +20,15 @@ def mobilenetv3_space(
     """Decisions per unit `u`: `s{u}_depth`, then per block `s{u}_b{b}_kernel`, `..._expand`.
 
     Blocks beyond the smallest depth are active only when the unit is deep enough, and are
-    optional layer nodes. `resolution` comes last and is its own node, so node choices
-    (MathNAS, LayerNAS) cover every decision. Options are sorted small → large.
+    optional layer nodes. `resolution` is its own node, so node choices (MathNAS, LayerNAS)
+    cover every decision; it is the first node because it scales the cost of every layer, so a
+    layer-by-layer search (LayerNAS) fixes it before it ranks the layers' options by cost.
+    Options are sorted small → large.
     """
     kernels, expands = tuple(kernel_sizes), tuple(expand_ratios)
     min_depth, max_depth = min(depths), max(depths)
     decisions: list[Decision] = []
-    nodes: list[LayerNode] = []
+    nodes = [LayerNode("resolution", tuple({"resolution": r} for r in resolutions))]
     for u in range(1, NUM_UNITS + 1):
         depth_label = f"s{u}_depth"
         decisions.append(Decision(depth_label, tuple(depths)))
@@ -48,5 +50,4 @@ def mobilenetv3_space(
                 )
             )
     decisions.append(Decision("resolution", tuple(resolutions)))
-    nodes.append(LayerNode("resolution", tuple({"resolution": r} for r in resolutions)))
     return SearchSpace(SPACE_NAME, decisions, nodes)

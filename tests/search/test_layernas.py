@@ -137,3 +137,30 @@ def test_front_over_buckets_is_reported() -> None:
     buckets = [e["bucket"] for e in extras["front"]]
     assert buckets == sorted(buckets) and set(buckets) <= set(range(6))
     assert all(e["costs"]["latency_ms"] <= 20.0 for e in extras["front"])
+
+
+@pytest.mark.parametrize("bucket_range", ["layer", "global"])
+def test_bucket_range_spans_the_candidates_compared(bucket_range) -> None:
+    """`layer` splits the range of the node's children, so its H buckets all hold one."""
+    low = optimum(toy_problem(None))[1]
+    bound = low + 30.0
+    problem = toy_problem({"latency_ms": bound})
+    space = problem.space
+    extras = LayerNAS(buckets=3, bucket_range=bucket_range).run(
+        problem, np.random.default_rng(0)
+    )
+    later = [range(n.num_options) for n in space.nodes[1:]]
+    lowest = [  # each first-node option completed as cheaply as possible
+        min(
+            problem.cost(space.compose([j, *rest], base=space.largest()))["latency_ms"]
+            for rest in itertools.product(*later)
+        )
+        for j in range(space.nodes[0].num_options)
+    ]
+    kept_first = {space.node_choices(ev.arch)[0] for ev in problem.history[4:]}
+    if bucket_range == "layer":
+        assert extras["bucket_range"][0] == pytest.approx([min(lowest), max(lowest)])
+        assert len(kept_first) == 3
+    else:
+        assert extras["bucket_range"][0] == pytest.approx([min(lowest), bound])
+        assert len(kept_first) < 3  # the first node's children crowd into the lowest buckets
