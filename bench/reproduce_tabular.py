@@ -11,7 +11,7 @@ range over seeds). Writes `report.md`, `summary.json` and the figures into `--ou
 NATS size (ALGORITHMS.md §4): FLOPs ≤ 50% of the largest network, budget 400, strategies
 random, regularized evolution, NSGA-II, LINAS, MathNAS, LayerNAS, plus a no-search baseline
 (the best feasible network that differs from the largest in one layer only). LayerNAS keeps
-the 3 best per bucket with a jittered bucket grid (`--layernas-top`, `--layernas-fixed-grid`).
+the 4 best per bucket with a jittered bucket grid (`--layernas-top`, `--layernas-fixed-grid`).
 NAS-Bench-201 (§3): FLOPs ≤ 25/50/75%, MathNAS single-context (the paper), averaged over
 sampled contexts (Eq. 3), with the top-k picks validated, with the top-k validated in rounds
 and the table refitted on the validated networks between rounds, and averaged contexts plus
@@ -330,7 +330,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mathnas-seeds", type=int, default=None, help="default: --seeds")
     p.add_argument("--linas-generations", type=int, default=20)
     p.add_argument("--layernas-buckets", type=int, default=None)
-    p.add_argument("--layernas-top", type=int, default=3, help="LayerNAS: kept per bucket")
+    p.add_argument("--layernas-top", type=int, default=4, help="LayerNAS: kept per bucket")
     p.add_argument(
         "--layernas-fixed-grid", action="store_true", help="LayerNAS: no bucket jitter"
     )
