@@ -48,6 +48,7 @@ table cannot be solved with the correction.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,6 +243,23 @@ class BlockTable:
                 raise BlockTableError(
                     f"block table node {tn.name!r} differs in depth from the space"
                 )
+
+    def clipped_drops(self) -> BlockTable:
+        """A copy whose negative accuracy drops are zero.
+
+        A block measured better than its node's reference (the largest block) is usually
+        measurement noise; with the FLOPs correction such drops are scaled up by F̄ / F(N) on
+        small networks, so the program favours the smallest networks it can find."""
+        nodes = tuple(
+            dataclasses.replace(
+                n,
+                options=tuple(
+                    dataclasses.replace(o, acc_drop=max(o.acc_drop, 0.0)) for o in n.options
+                ),
+            )
+            for n in self.nodes
+        )
+        return dataclasses.replace(self, nodes=nodes, meta=dict(self.meta))
 
     # --- YAML -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -66,6 +66,9 @@ class MathNAS:
         refit_ridge: weight pulling the refitted Acc(Ñ) and drops towards the measured ones.
         enumerate_limit: rank every predicted network instead of solving one program per
             pick when the space has at most this many (only for `top_k` > 1; 0: never).
+        clip_drops: predict with negative accuracy drops set to zero (blocks measured better
+            than the largest block are taken as noise); the saved table keeps the measured
+            drops.
     """
 
     name = "mathnas"
@@ -90,6 +93,7 @@ class MathNAS:
         refit_rounds: int = 1,
         refit_ridge: float = 1.0,
         enumerate_limit: int = 200_000,
+        clip_drops: bool = False,
     ) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
@@ -115,6 +119,7 @@ class MathNAS:
         self.refit_rounds = refit_rounds
         self.refit_ridge = refit_ridge
         self.enumerate_limit = enumerate_limit
+        self.clip_drops = clip_drops
 
     # --- the run ----------------------------------------------------------------------------
     def run(self, problem: Problem, rng: np.random.Generator) -> dict[str, Any]:
@@ -143,6 +148,9 @@ class MathNAS:
         table_validations = problem.used - used0
         if self.save_table:
             table.save(self.save_table)
+        measured_table = table
+        if self.clip_drops:
+            table = table.clipped_drops()
 
         solver = BlockTableSolver(table, self.time_limit, self.engine)
         ranked = self._ranked(table)
@@ -221,7 +229,8 @@ class MathNAS:
             "context": table.meta.get("context", self.context),
             "table_source": self.block_table or "measured",
             "table_validations": table_validations,
-            "block_table": table.to_dict(),
+            "block_table": measured_table.to_dict(),
+            "clip_drops": self.clip_drops,
             "refit_table": fitted.to_dict() if fitted is not table else None,
             "refit_rounds": self.refit_rounds,
             "ranked_by_enumeration": ranked is not None,

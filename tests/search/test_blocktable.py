@@ -114,6 +114,20 @@ def test_prediction_follows_the_formula() -> None:
         table.predict_cost([1, 0], "energy_mj")
 
 
+def test_clipped_drops_zero_only_the_negative_ones() -> None:
+    data = small_table()
+    data["nodes"][0]["options"][0]["acc_drop"] = -1.5  # the small block measured better
+    table = BlockTable.from_dict(data)
+    clipped = table.clipped_drops()
+    assert [o.acc_drop for o in clipped.nodes[0].options] == [0.0, 0.0]
+    assert [o.acc_drop for o in clipped.nodes[1].options] == [0.0, 4.0]
+    assert table.nodes[0].options[0].acc_drop == -1.5  # the measured table is unchanged
+    # a negative drop scaled by F̄ / F(N) predicts the small network above the base accuracy
+    assert table.predict_accuracy([0, 0]) == pytest.approx(80.0 + 1.5 * 100.0 / 150.0)
+    assert clipped.predict_accuracy([0, 0]) == pytest.approx(80.0)
+    assert clipped.predict_cost([0, 1], "latency_ms") == table.predict_cost([0, 1], "latency_ms")
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

@@ -364,6 +364,29 @@ def test_loaded_table_costs_no_validations(tmp_path: Path) -> None:
     assert problem.used == 1  # only the chosen network
 
 
+def test_clip_drops_solves_the_clipped_table_and_reports_the_measured_one(
+    tmp_path: Path,
+) -> None:
+    table = measure_block_table(toy_problem(None, optional=(3, 4)))
+    noisy = table.to_dict()
+    for node in noisy["nodes"]:  # the smallest block of every node "measured" better
+        node["options"][0]["acc_drop"] = -0.5
+    BlockTable.from_dict(noisy).save(tmp_path / "noisy.yaml")
+    bound = {"latency_ms": 6.0}
+    picks = {}
+    for clip in (False, True):
+        problem = toy_problem(bound, optional=(3, 4))
+        extras = MathNAS(
+            block_table=str(tmp_path / "noisy.yaml"), clip_drops=clip, quality_sample=0
+        ).run(problem, np.random.default_rng(0))
+        assert extras["block_table"]["nodes"][0]["options"][0]["acc_drop"] == -0.5
+        picks[clip] = extras["predicted_front"][0]["choices"]
+    clipped = BlockTable.from_dict(noisy).clipped_drops()
+    assert picks[True] == solve_block_table(clipped, bound)[0]
+    assert picks[False] == solve_block_table(BlockTable.from_dict(noisy), bound)[0]
+    assert picks[True] != picks[False]
+
+
 def test_same_seed_same_result() -> None:
     runs = []
     for _ in range(2):
