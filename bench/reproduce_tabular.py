@@ -279,6 +279,8 @@ def no_search_baseline(bench: TabularBenchmark, fraction: float) -> dict[str, An
     problem = bench.problem(("accuracy", "macs"), bench.relative({"macs": fraction}), 10_000)
     problem.evaluate([a for a in neighbours.values() if problem.cost_feasible(a)])
     steps = _record(bench, problem, max(problem.used, 1))["steps"]
+    if not steps:  # no one-layer-off network meets the constraint
+        return {"used": problem.used, "value": None, "arch": None}
     return {"used": problem.used, "value": steps[-1][1], "arch": steps[-1][2]}
 
 

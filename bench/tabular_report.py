@@ -68,7 +68,10 @@ def sss_summary(results, benches, baselines, args: argparse.Namespace) -> dict[s
             "bound_macs": bench.relative({"macs": 0.5})["macs"],
             "checkpoints": checkpoints,
             "strategies": rows,
-            "no_search": {**base, "regret": optimum - base["value"]},
+            "no_search": {
+                **base,
+                "regret": None if base["value"] is None else optimum - base["value"],
+            },
         }
     return out
 
@@ -153,7 +156,8 @@ def plot_sss(results, summary, path: Path) -> None:
             (line,) = ax.plot(x, mean, label=f"{name} ({len(runs)})")
             ax.fill_between(x, q25, q75, color=line.get_color(), alpha=0.15)
         base = summary[ds]["no_search"]
-        ax.plot([base["used"]], [base["regret"]], "k*", ms=10, label="one-layer-off largest")
+        if base["regret"] is not None:
+            ax.plot([base["used"]], [base["regret"]], "k*", ms=10, label="one-layer-off largest")
         ax.set_yscale("symlog", linthresh=0.05)
         ax.set_title(f"NATS size, {ds}, FLOPs ≤ 50%")
         ax.set_xlabel("look-ups")
@@ -240,12 +244,20 @@ def sss_markdown(summary: Mapping[str, Any]) -> list[str]:
                 f"{row['cpu']:.0f} |"
             )
         base = cell["no_search"]
-        lines += [
-            f"| one-layer-off largest (no search) | – | {base['used']} | "
-            + " | ".join(f"{base['regret']:.3f}" for _ in cps)
-            + f" | {'yes' if base['regret'] <= 1e-9 else 'no'} | – |",
-            "",
-        ]
+        if base["regret"] is None:
+            lines += [
+                f"| one-layer-off largest (no search) | – | {base['used']} | "
+                + " | ".join("none feasible" for _ in cps)
+                + " | no | – |",
+                "",
+            ]
+        else:
+            lines += [
+                f"| one-layer-off largest (no search) | – | {base['used']} | "
+                + " | ".join(f"{base['regret']:.3f}" for _ in cps)
+                + f" | {'yes' if base['regret'] <= 1e-9 else 'no'} | – |",
+                "",
+            ]
         rows = cell["strategies"]
         if "layernas" in rows:
             last = rows["layernas"][f"regret@{cps[-1]}"]["mean"]
