@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from search.problem import Problem
-from supernet.space import Arch, Decision, SearchSpace
+from supernet.space import Arch, Decision, LayerNode, SearchSpace
 
 
 class AdditiveToy:
@@ -90,3 +90,23 @@ class AdditiveToy:
             volume += max(m_next - m, 0.0) * max(a + ref[0], 0.0)
         box = float(np.prod(ref - problem.ideal_point()))
         return volume / box
+
+
+def layered_space(n_nodes: int, n_opts: int, optional: Sequence[int] = ()) -> SearchSpace:
+    """Nodes `n0`, `n1`, … with `n_opts` options each; the `optional` ones hang on one depth
+    decision (node i is present when depth ≥ i + 1), as in MathNAS's and LayerNAS's spaces."""
+    depth = {i: i + 1 for i in optional}
+    decisions = [Decision("depth", tuple(range(min(optional), n_nodes + 1)))] if optional else []
+    nodes = []
+    for i in range(n_nodes):
+        cond = ("depth", depth[i]) if i in depth else None
+        decisions.append(Decision(f"n{i}", tuple(range(n_opts)), active_when=cond))
+        nodes.append(
+            LayerNode(
+                f"n{i}",
+                tuple({f"n{i}": o} for o in range(n_opts)),
+                depth_label="depth" if i in depth else None,
+                depth_value=depth.get(i),
+            )
+        )
+    return SearchSpace("toy", decisions, nodes)

@@ -11,7 +11,8 @@ import pytest
 from search.blockmeasure import measure_block_table, plan_block_table
 from search.blocktable import BlockTable, BlockTableError
 from search.problem import Problem, ProblemError
-from supernet.space import Arch, Decision, LayerNode, SearchSpace
+from supernet.space import Arch
+from tests.search._strategy_toys import layered_space
 
 
 def toy_problem(
@@ -24,21 +25,7 @@ def toy_problem(
 ) -> Problem:
     """Accuracy = 90 − Σ drop[i, choice_i] (+ an optional pairwise term); additive costs."""
     rng = np.random.default_rng(seed)
-    depth = {i: i + 1 for i in optional}
-    decisions = [Decision("depth", tuple(range(min(optional), n_nodes + 1)))] if optional else []
-    nodes = []
-    for i in range(n_nodes):
-        cond = ("depth", depth[i]) if i in depth else None
-        decisions.append(Decision(f"n{i}", tuple(range(n_opts)), active_when=cond))
-        nodes.append(
-            LayerNode(
-                f"n{i}",
-                tuple({f"n{i}": o} for o in range(n_opts)),
-                depth_label="depth" if i in depth else None,
-                depth_value=depth.get(i),
-            )
-        )
-    space = SearchSpace("toy", decisions, nodes)
+    space = layered_space(n_nodes, n_opts, optional)
     drop = rng.uniform(0, 3, (n_nodes, n_opts + 1))
     macs = np.concatenate([rng.uniform(1e6, 2e7, (n_nodes, n_opts)), np.zeros((n_nodes, 1))], 1)
     lat = np.concatenate([rng.uniform(0.1, 2, (n_nodes, n_opts)), np.zeros((n_nodes, 1))], 1)

@@ -9,7 +9,8 @@ import pytest
 
 from search.problem import Problem, ProblemError
 from search.strategies.layernas import LayerNAS
-from supernet.space import Arch, Decision, LayerNode, SearchSpace
+from supernet.space import Arch
+from tests.search._strategy_toys import layered_space
 
 
 def toy_problem(
@@ -22,21 +23,7 @@ def toy_problem(
 ) -> Problem:
     """Additive accuracy and additive integer latency (so buckets of width 1 are exact)."""
     rng = np.random.default_rng(seed)
-    depth = {i: i + 1 for i in optional}
-    decisions = [Decision("depth", tuple(range(min(optional), n_nodes + 1)))] if optional else []
-    nodes = []
-    for i in range(n_nodes):
-        cond = ("depth", depth[i]) if i in depth else None
-        decisions.append(Decision(f"n{i}", tuple(range(n_opts)), active_when=cond))
-        nodes.append(
-            LayerNode(
-                f"n{i}",
-                tuple({f"n{i}": o} for o in range(n_opts)),
-                depth_label="depth" if i in depth else None,
-                depth_value=depth.get(i),
-            )
-        )
-    space = SearchSpace("toy", decisions, nodes)
+    space = layered_space(n_nodes, n_opts, optional)
     gain = rng.uniform(0, 3, (n_nodes, n_opts + 1))
     gain[:, -1] = 0.0  # absent
     lat = np.concatenate([rng.integers(1, 6, (n_nodes, n_opts)), np.zeros((n_nodes, 1))], 1)

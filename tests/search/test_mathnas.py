@@ -14,7 +14,8 @@ from search.blocksolve import BlockTableSolver, InfeasibleConstraintError
 from search.blocktable import BlockNode, BlockOption, BlockTable, BlockTableError
 from search.problem import Problem, ProblemError
 from search.strategies.mathnas import MathNAS, solve_block_table
-from supernet.space import Arch, Decision, LayerNode, SearchSpace
+from supernet.space import Arch, Decision, SearchSpace
+from tests.search._strategy_toys import layered_space
 
 
 def toy_problem(
@@ -27,21 +28,7 @@ def toy_problem(
 ) -> Problem:
     """Additive accuracy (90 − Σ drops) and additive MACs and latency."""
     rng = np.random.default_rng(seed)
-    depth = {i: i + 1 for i in optional}
-    decisions = [Decision("depth", tuple(range(min(optional), n_nodes + 1)))] if optional else []
-    nodes = []
-    for i in range(n_nodes):
-        cond = ("depth", depth[i]) if i in depth else None
-        decisions.append(Decision(f"n{i}", tuple(range(n_opts)), active_when=cond))
-        nodes.append(
-            LayerNode(
-                f"n{i}",
-                tuple({f"n{i}": o} for o in range(n_opts)),
-                depth_label="depth" if i in depth else None,
-                depth_value=depth.get(i),
-            )
-        )
-    space = SearchSpace("toy", decisions, nodes)
+    space = layered_space(n_nodes, n_opts, optional)
     drop = np.sort(rng.uniform(0, 3, (n_nodes, n_opts + 1)), axis=1)[:, ::-1].copy()
     drop[:, -1] = rng.uniform(2, 5, n_nodes)
     macs = np.concatenate([rng.uniform(1e6, 2e7, (n_nodes, n_opts)), np.zeros((n_nodes, 1))], 1)
