@@ -226,6 +226,21 @@ class BlockTable:
                     f"{where}: the reference option must have 0 change, but {nonzero} are not 0"
                 )
 
+    def for_space(self, space: SearchSpace) -> BlockTable:
+        """This table with its nodes in `space`'s order (matched by name), checked against it.
+
+        Node order carries no meaning in the table, so a table written with the same nodes in
+        another order (by hand, or by a version that listed them differently) still solves."""
+        names = [n.name for n in space.nodes]
+        table = self
+        if sorted(n.name for n in self.nodes) == sorted(names) and len(set(names)) == len(names):
+            by_name = {n.name: n for n in self.nodes}
+            table = dataclasses.replace(
+                self, nodes=tuple(by_name[name] for name in names), meta=dict(self.meta)
+            )
+        table.check_space(space)
+        return table
+
     def check_space(self, space: SearchSpace) -> None:
         """Fail clearly when the table was measured on another space than `space`."""
         if len(self.nodes) != len(space.nodes):

@@ -127,8 +127,7 @@ class MathNAS:
         name, sign = score_metric(problem, self.metric)
         used0 = problem.used
         if self.block_table is not None:
-            table = BlockTable.load(self.block_table)
-            table.check_space(problem.space)
+            table = BlockTable.load(self.block_table).for_space(problem.space)
             if table.metric != name:
                 raise BlockTableError(
                     f"block table {self.block_table!r} holds {table.metric!r}, the problem "

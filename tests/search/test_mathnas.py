@@ -351,6 +351,29 @@ def test_loaded_table_costs_no_validations(tmp_path: Path) -> None:
     assert problem.used == 1  # only the chosen network
 
 
+def test_a_table_with_its_nodes_in_another_order_solves_the_same(tmp_path: Path) -> None:
+    table = measure_block_table(toy_problem(None, optional=(3, 4)))
+    shuffled = table.to_dict()
+    shuffled["nodes"] = shuffled["nodes"][::-1]
+    BlockTable.from_dict(shuffled).save(tmp_path / "shuffled.yaml")
+    table.save(tmp_path / "table.yaml")
+    picks = []
+    for name in ("table.yaml", "shuffled.yaml"):
+        problem = toy_problem({"latency_ms": 6.0}, optional=(3, 4))
+        extras = MathNAS(block_table=str(tmp_path / name), quality_sample=0).run(
+            problem, np.random.default_rng(0)
+        )
+        picks.append(extras["predicted_front"][0]["choices"])
+    assert picks[0] == picks[1]
+    missing = table.to_dict()
+    missing["nodes"] = missing["nodes"][1:]
+    BlockTable.from_dict(missing).save(tmp_path / "missing.yaml")
+    with pytest.raises(BlockTableError, match="the block table has 4 nodes, space 'toy' has 5"):
+        MathNAS(block_table=str(tmp_path / "missing.yaml"), quality_sample=0).run(
+            toy_problem({"latency_ms": 6.0}, optional=(3, 4)), np.random.default_rng(0)
+        )
+
+
 def test_clip_drops_solves_the_clipped_table_and_reports_the_measured_one(
     tmp_path: Path,
 ) -> None:
