@@ -34,12 +34,13 @@ from scipy.optimize import linprog
 from search.blockdp import FrontTooLarge, dp_minimise
 from search.blockreduce import Program, lp_bound, one_hot_rows, round_lp, solve_reduced
 from search.blocktable import BlockTable, BlockTableError
+from supernet.errors import NASError
 
 ENGINES = ("auto", "milp", "dp")
 FLOOR = "min_flops"  # internal row: predicted FLOPs ≥ the table's min_flops (see BlockTable)
 
 
-class InfeasibleConstraintError(ValueError):
+class InfeasibleConstraintError(NASError, ValueError):
     """No network of the table meets the constraints; the message gives the smallest values."""
 
 

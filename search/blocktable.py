@@ -58,13 +58,14 @@ from typing import Any
 import numpy as np
 import yaml
 
+from supernet.errors import NASError
 from supernet.space import SearchSpace
 
 FORMAT_VERSION = 1
 _ZERO_TOL = 1e-9
 
 
-class BlockTableError(ValueError):
+class BlockTableError(NASError, ValueError):
     """A block table that is malformed or does not fit the space it is used with."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from supernet.errors import NASError
 
-class BenchmarkError(ValueError):
+
+class BenchmarkError(NASError, ValueError):
     """A table, arch string, dataset or constraint the benchmark cannot serve.
 
     The message names the problem and how to fix it (which column to add, which datasets
