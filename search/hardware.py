@@ -21,6 +21,7 @@ returns the closure to time.
 from __future__ import annotations
 
 import gc
+import logging
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +35,9 @@ from torch import nn
 from search.store import Store
 from supernet.errors import NASError
 from supernet.space import Arch
+
+log = logging.getLogger(__name__)
+TIMING_REPORT_EVERY = 25  # latency timings between two progress lines
 
 CUDA_MISSING = (
     "hardware=gpu needs a CUDA GPU, none is visible (torch.cuda.is_available() is False); "
@@ -401,6 +405,7 @@ class MeasuredLatencyCost(CostModel):
         self.meter, self.workload, self.objective = meter, workload, objective
         self.analytic = analytic or AnalyticCost()
         self._latency: Callable[[Arch], Mapping[str, float]] = self.measure
+        self.timed, self.timing_seconds = 0, 0.0
 
     def check_available(self) -> None:
         self.meter.check_available()
@@ -426,9 +431,14 @@ class MeasuredLatencyCost(CostModel):
         return {**self.meter.settings(), **workload}
 
     def measure(self, arch: Arch) -> dict[str, float]:
-        """Time the exported subnet of `arch` now (no store)."""
+        """Time the exported subnet of `arch` now (no store).
+
+        Strategies may ask for the cost of many networks they never validate (LayerNAS's
+        completions, MathNAS's block table), so every `TIMING_REPORT_EVERY` timings are
+        reported: costs take no validations, but measured ones take time."""
         supernet = self._require_bound()
         assert self.workload is not None
+        started = time.perf_counter()
         model = supernet.export_subnet(arch).eval().to(self.meter.device)
         try:
             with torch.inference_mode():
@@ -437,6 +447,14 @@ class MeasuredLatencyCost(CostModel):
             del model
             if self.meter.cuda:
                 torch.cuda.empty_cache()
+        self.timed += 1
+        self.timing_seconds += time.perf_counter() - started
+        if self.timed % TIMING_REPORT_EVERY == 0:
+            log.info(
+                "timed the latency of %d subnets so far (%.1f s each; stored, never timed "
+                "twice; hardware=cpu_lut looks latency up instead)",
+                self.timed, self.timing_seconds / self.timed,
+            )
         return latency.as_metrics()
 
     def __call__(self, arch: Arch) -> dict[str, float]:

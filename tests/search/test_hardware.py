@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from search import hardware
 from search.hardware import (
     CUDA_MISSING,
     AnalyticCost,
@@ -155,6 +157,17 @@ def test_measured_latency_uses_exported_eval_subnet_and_the_store(tmp_path: Path
     again.bind(supernet, store=Store(tmp_path / "m.db"), checkpoint="ck")
     assert again(arch)["latency_ms"] == first["latency_ms"] and len(seen) == 4
     assert cost.objective == "latency_ms"
+
+
+def test_long_runs_of_latency_timings_report_progress(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(hardware, "TIMING_REPORT_EVERY", 2)
+    cost = MeasuredLatencyCost(LatencyMeter(warmup=0, repeats=2)).bind(TinySupernet())
+    with caplog.at_level(logging.INFO, logger="search.hardware"):
+        for arch in (SPACE.smallest(), SPACE.largest(), SPACE.smallest()):
+            cost(arch)
+    reports = [r.getMessage() for r in caplog.records if "timed the latency" in r.getMessage()]
+    assert len(reports) == 1 and reports[0].startswith("timed the latency of 2 subnets")
+    assert cost.timed == 3 and cost.timing_seconds > 0
 
 
 def test_default_workload_is_channels_last_images() -> None:
