@@ -116,10 +116,17 @@ class LatencyTable:
 
 
 class _Chain:
-    """Modules run in order on one input; a run records the time of each module (seconds)."""
+    """Modules run in order on one input; a run records the time of each module (seconds).
+
+    `time_chains` needs only `len(chain)` and `chain.run(timer, sync, out)`, so a supernet
+    whose network is not one input flowing through modules (a Transformer decoding with beam
+    search) supplies its own chain object with those two (`latency_chain`)."""
 
     def __init__(self, modules: Sequence[nn.Module], x: torch.Tensor) -> None:
         self.modules, self.x = list(modules), x
+
+    def __len__(self) -> int:
+        return len(self.modules)
 
     def run(self, timer: Callable[[], float], sync: Callable[[], Any], out: np.ndarray) -> None:
         x = self.x
@@ -129,6 +136,22 @@ class _Chain:
             sync()
             now = timer()
             out[i], last = now - last, now
+
+
+class _Closure:
+    """A whole network's latency workload as a one-step chain."""
+
+    def __init__(self, run: Callable[[], Any]) -> None:
+        self._run = run
+
+    def __len__(self) -> int:
+        return 1
+
+    def run(self, timer: Callable[[], float], sync: Callable[[], Any], out: np.ndarray) -> None:
+        start = timer()
+        self._run()
+        sync()
+        out[0] = timer() - start
 
 
 @contextmanager
@@ -151,7 +174,7 @@ def _trimmed_steps(samples: np.ndarray, trim: float) -> np.ndarray:
 
 def time_chains(
     meter: LatencyMeter,
-    chains: Sequence[_Chain],
+    chains: Sequence[Any],
     passes: int = 1,
     seed: int = 0,
     advance: Callable[[], Any] | None = None,
@@ -166,8 +189,8 @@ def time_chains(
     sync = torch.cuda.synchronize if meter.cuda else (lambda: None)
     rng = np.random.default_rng(seed)
     shares = np.array_split(np.arange(meter.repeats), max(1, min(passes, meter.repeats)))
-    samples = [np.zeros((meter.repeats, len(c.modules))) for c in chains]
-    scratch = [np.zeros(len(c.modules)) for c in chains]
+    samples = [np.zeros((meter.repeats, len(c))) for c in chains]
+    scratch = [np.zeros(len(c)) for c in chains]
     gc_was_enabled = gc.isenabled()
     with torch.inference_mode(), _threads(meter.threads):
         try:
@@ -247,11 +270,14 @@ class LatencyTableCost(CostModel):
     def bind(
         self, supernet: Any, store: Store | None = None, checkpoint: str = ""
     ) -> LatencyTableCost:
-        if not callable(getattr(supernet, "latency_parts", None)):
+        chained = all(
+            callable(getattr(supernet, m, None)) for m in ("latency_keys", "latency_chain")
+        )
+        if not chained and not callable(getattr(supernet, "latency_parts", None)):
             raise HardwareError(
                 f"{type(supernet).__name__} cannot be split into parts for a latency table "
-                "(it has no latency_parts(arch) method); use hardware=cpu or gpu, which "
-                "measure whole networks"
+                "(it has no latency_parts(arch) method, nor latency_keys and latency_chain); "
+                "use hardware=cpu or gpu, which measure whole networks"
             )
         super().bind(supernet)
         self.analytic.bind(supernet)
@@ -282,6 +308,17 @@ class LatencyTableCost(CostModel):
     def parts(self, arch: Arch) -> list[Part]:
         return [tuple(p) for p in self._require_bound().latency_parts(arch)]  # type: ignore[misc]
 
+    def _chained(self) -> bool:
+        """The supernet times its own chains (`latency_keys` + `latency_chain`)."""
+        return callable(getattr(self._require_bound(), "latency_chain", None))
+
+    def part_keys(self, arch: Arch) -> list[str]:
+        """The keys of `arch`'s parts, in chain order (without the offset)."""
+        if self._chained():
+            keys = self._require_bound().latency_keys(arch, self.meter.batch_size)
+            return [str(k) for k in keys]
+        return [p[0] for p in self.parts(arch)]
+
     def offset_key(self) -> str | None:
         """The offset's key (None without an offset)."""
         self._require_bound()
@@ -290,14 +327,14 @@ class LatencyTableCost(CostModel):
     def _family_offset_key(self) -> str:
         """One offset per network family, named by the space and its extreme archs' parts."""
         space = self._require_bound().space
-        keys = [p[0] for a in (space.largest(), space.smallest()) for p in self.parts(a)]
+        keys = [k for a in (space.largest(), space.smallest()) for k in self.part_keys(a)]
         digest = hashlib.sha256(json.dumps([space.name, keys]).encode()).hexdigest()[:16]
         return f"offset({space.name},{digest})"
 
     def keys(self, arch: Arch) -> list[str]:
         """The table keys whose sum is the latency of `arch` (its parts, then the offset)."""
         offset = self.offset_key()
-        return [p[0] for p in self.parts(arch)] + ([] if offset is None else [offset])
+        return self.part_keys(arch) + ([] if offset is None else [offset])
 
     def entries(self, arch: Arch) -> list[tuple[str, float]]:
         """(key, ms) of every part of `arch`, measuring the missing ones first."""
@@ -323,7 +360,7 @@ class LatencyTableCost(CostModel):
         chosen: list[Arch] = []
         covered: set[str] = set()
         for group in (pool, list(archs)):
-            sets = [set(table.missing(p[0] for p in self.parts(a))) - covered for a in group]
+            sets = [set(table.missing(self.part_keys(a))) - covered for a in group]
             todo = set().union(*sets)
             while todo:
                 best = max(range(len(group)), key=lambda i: len(sets[i] & todo))
@@ -349,9 +386,23 @@ class LatencyTableCost(CostModel):
             ready.append(module.to(memory_format=fmt) if fmt is not None else module)
         return _Chain(ready, x.contiguous(memory_format=fmt) if fmt is not None else x)
 
-    def _whole(self, arch: Arch) -> _Chain:
+    def _whole(self, arch: Arch) -> Any:
+        supernet = self._require_bound()
+        workload = getattr(supernet, "latency_workload", None)
+        if self._chained() and callable(workload):  # the whole run, as `hardware=cpu` times it
+            model = supernet.export_subnet(arch).eval().to(self.meter.device)
+            return _Closure(workload(self.meter.batch_size)(model, arch))
         shape = self.parts(arch)[0][2]
-        return self._chain([self._require_bound().export_subnet(arch)], shape)
+        return self._chain([supernet.export_subnet(arch)], shape)
+
+    def _parts_chain(self, arch: Arch) -> Any:
+        """The chain that times `arch` part by part."""
+        if self._chained():
+            return self._require_bound().latency_chain(
+                arch, self.meter.batch_size, self.meter.device
+            )
+        parts = self.parts(arch)
+        return self._chain([p[1]() for p in parts], parts[0][2])
 
     def measure(
         self, chains_of: Sequence[Arch], whole_of: Sequence[Arch] = (), progress: bool = False
@@ -366,16 +417,16 @@ class LatencyTableCost(CostModel):
             space, rng = self._require_bound().space, np.random.default_rng(self.seed)
             more = [space.sample(rng) for _ in range(CALIBRATION_CHAINS - len(chains_of))]
             chains_of = [*chains_of, *more]
-        parts = [self.parts(a) for a in chains_of]
-        chains = [self._chain([p[1]() for p in ps], ps[0][2]) for ps in parts]
+        keys = [self.part_keys(a) for a in chains_of]
+        chains = [self._parts_chain(a) for a in chains_of]
         paired = list(chains_of) if calibrate else []
         wholes = [self._whole(a) for a in [*paired, *whole_of]]
         times = self._time(chains + wholes, progress)
         added: dict[str, float] = {}
-        for ps, steps in zip(parts, times[: len(chains)], strict=True):
+        for ks, steps in zip(keys, times[: len(chains)], strict=True):
             per_key: dict[str, list[float]] = {}
-            for p, ms in zip(ps, steps, strict=True):
-                per_key.setdefault(p[0], []).append(float(ms))
+            for key, ms in zip(ks, steps, strict=True):
+                per_key.setdefault(key, []).append(float(ms))
             for key, values in per_key.items():
                 if table.add(key, float(np.mean(values))):
                     added[key] = table.entries[key]
@@ -388,7 +439,7 @@ class LatencyTableCost(CostModel):
         self._persist(added, chains_of)
         return whole_ms[len(paired) :]
 
-    def _time(self, chains: list[_Chain], progress: bool) -> list[np.ndarray]:
+    def _time(self, chains: list[Any], progress: bool) -> list[np.ndarray]:
         if not chains:
             return []
         if not progress:

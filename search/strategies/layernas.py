@@ -35,6 +35,7 @@ there are still H of them and budgets and exact integer-cost grids are kept.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +46,7 @@ from search.blockmeasure import score_metric
 from search.problem import Problem, ProblemError
 from supernet.space import Arch
 
+log = logging.getLogger(__name__)
 FILLS = ("largest", "smallest")
 BUCKET_RANGES = ("layer", "global")
 
@@ -142,6 +144,18 @@ class LayerNAS:
                 )
         used_h: list[int] = []
         spans: list[list[float]] = []
+        one_pass = nodes[0].num_options + sum(n.num_options for n in nodes[1:]) * (
+            self.top_per_bucket
+        )
+        if problem.remaining < one_pass:
+            log.warning(
+                "LayerNAS: a budget of %d validations may end before the last of the %d nodes "
+                "(one pass with a single bucket can take up to %d); the answer is then the "
+                "best feasible network validated so far. Raise the budget%s.",
+                problem.remaining, len(nodes), one_pass,
+                "" if self.fill == "smallest" else ", or set fill=smallest so that unfinished "
+                "candidates are cheap networks",
+            )
 
         def bucket(value: float, h: int, shift: float | None, lo: float, hi: float) -> int:
             if hi <= lo:

@@ -63,3 +63,86 @@ class TranslationWorkload:
         return lambda: beam_search(
             model, src, self.beam_size, max_len_a=0.0, max_len_b=steps, min_len=steps
         )
+
+
+class TranslationPartsChain:
+    """One run of the translation workload, timed part by part for a latency lookup table.
+
+    The parts are the encoder layers, the decoder layers (each one's incremental steps summed
+    over the whole beam search) and the rest (embeddings, norms, output layer, beam
+    bookkeeping). Forward hooks read the clock around every layer call, so each layer is timed
+    inside the real decoding run, with the caches and the data of its neighbours; the rest is
+    the run's total minus its layers. `run(timer, sync, out)` is the chain protocol of
+    `search.latency_table`."""
+
+    def __init__(self, model: TransformerCore, run: Callable[[], Any]) -> None:
+        decoder = list(model.decoder_layers)[: model.num_decoder_layers]
+        self.layers: list[nn.Module] = [*model.encoder_layers, *decoder]
+        self._run = run
+        self._out: Any = None
+        self._sync: Callable[[], Any] = lambda: None
+        self._timer: Callable[[], float] = lambda: 0.0
+        self._started = [0.0] * len(self.layers)
+        for i, layer in enumerate(self.layers):
+            layer.register_forward_pre_hook(self._pre(i))
+            layer.register_forward_hook(self._post(i))
+
+    def __len__(self) -> int:
+        return len(self.layers) + 1
+
+    def _pre(self, i: int) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any) -> None:
+            if self._out is not None:
+                self._sync()
+                self._started[i] = self._timer()
+
+        return hook
+
+    def _post(self, i: int) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if self._out is not None:
+                self._sync()
+                self._out[i] += self._timer() - self._started[i]
+
+        return hook
+
+    def run(self, timer: Callable[[], float], sync: Callable[[], Any], out: Any) -> None:
+        out[:] = 0.0
+        self._out, self._sync, self._timer = out, sync, timer
+        try:
+            start = timer()
+            self._run()
+            sync()
+            total = timer() - start
+        finally:
+            self._out = None
+        out[-1] = total - float(sum(out[:-1]))
+
+
+def translation_part_keys(
+    config: Mapping[str, Any], arch: Mapping[str, Any], workload: TranslationWorkload
+) -> list[str]:
+    """Table keys of the parts `TranslationPartsChain` times, in its order.
+
+    A key names everything its part's time depends on: widths, head counts, the encoder
+    layers a decoder layer attends to, and the workload (batch, beam, lengths)."""
+    at = (
+        f"b{workload.batch_size}xbeam{workload.beam_size},"
+        f"src{workload.src_len},tgt{workload.tgt_len}"
+    )
+    enc, dec, qkv = arch["enc_embed"], arch["dec_embed"], config["qkv_dim"]
+    keys = [
+        f"tx_enc(d={enc},ffn={arch[f'enc_l{i}_ffn']},heads={arch[f'enc_l{i}_heads']},"
+        f"qkv={qkv})@{at}"
+        for i in range(1, config["encoder_layers"] + 1)
+    ]
+    layers = arch["dec_layers"]
+    keys += [
+        f"tx_dec(d={dec},enc={enc},ffn={arch[f'dec_l{i}_ffn']},heads={arch[f'dec_l{i}_heads']},"
+        f"xheads={arch[f'dec_l{i}_ende_heads']},ende={arch[f'dec_l{i}_ende']},qkv={qkv})@{at}"
+        for i in range(1, layers + 1)
+    ]
+    keep = max(arch[f"dec_l{i}_ende"] for i in range(1, layers + 1))
+    vocab = f"{config['src_vocab_size']}/{config['tgt_vocab_size']}"
+    keys.append(f"tx_rest(enc={enc},dec={dec},dec_layers={layers},keep={keep},vocab={vocab})@{at}")
+    return keys

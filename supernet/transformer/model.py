@@ -22,7 +22,11 @@ from supernet.protocol import SubnetVerbs
 from supernet.space import Arch, SearchSpace
 from supernet.transformer.core import SubTransformer, TransformerCore
 from supernet.transformer.cost import transformer_macs, transformer_params
-from supernet.transformer.latency import TranslationWorkload
+from supernet.transformer.latency import (
+    TranslationPartsChain,
+    TranslationWorkload,
+    translation_part_keys,
+)
 from supernet.transformer.layers import ElasticDecoderLayer, ElasticEncoderLayer
 from supernet.transformer.space import transformer_space
 
@@ -263,6 +267,19 @@ class TransformerSupernet(SubnetVerbs, TransformerCore):
     def latency_workload(self, batch_size: int = 1) -> TranslationWorkload:
         """What latency means for this supernet: HAT's one-sentence beam-5 decoding."""
         return TranslationWorkload(batch_size=batch_size)
+
+    def latency_keys(self, arch: Mapping[str, Any], batch_size: int = 1) -> list[str]:
+        """Latency-table keys of `arch`'s parts (see `latency_chain`)."""
+        workload = self.latency_workload(batch_size)
+        return translation_part_keys(self._config, self.space.arch(arch), workload)
+
+    def latency_chain(
+        self, arch: Mapping[str, Any], batch_size: int = 1, device: str = "cpu"
+    ) -> TranslationPartsChain:
+        """The latency workload of `arch`'s exported subnet, timed layer by layer."""
+        arch = self.space.arch(arch)
+        model = self.export_subnet(arch).eval().to(device)
+        return TranslationPartsChain(model, self.latency_workload(batch_size)(model, arch))
 
     # --- analytic cost ---------------------------------------------------------------------------
     def macs(self, arch: Mapping[str, Any], src_len: int = 30, tgt_len: int = 30) -> int:

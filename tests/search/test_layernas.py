@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 
 import numpy as np
 import pytest
@@ -84,6 +85,18 @@ def test_never_exceeds_the_budget(budget: int) -> None:
     assert "budget ran out" in extras["stopped"]
     if extras["best"] is not None:
         assert problem.feasible(problem.cost(problem.space.arch(extras["best"]["arch"])))
+
+
+def test_a_budget_short_of_one_pass_is_announced(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="search.strategies.layernas"):
+        LayerNAS().run(toy_problem({"latency_ms": 20.0}, budget=10), np.random.default_rng(0))
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "budget of 10 validations may end before the last of the 5 nodes" in message
+    assert "up to 20" in message and "fill=smallest" in message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="search.strategies.layernas"):
+        LayerNAS().run(toy_problem({"latency_ms": 20.0}, budget=20), np.random.default_rng(0))
+    assert not caplog.records
 
 
 def test_automatic_buckets_fit_the_budget() -> None:
