@@ -5,7 +5,11 @@ Parts come from the supernet: `supernet.latency_parts(arch)` lists `(key, build,
 in network order, where `key` names everything that decides the part's latency (widths, kernel,
 stride, expansion, SE, activation and input size), so one key is one table entry wherever it
 occurs; `build()` makes the static module and `input_shape` is one input without the batch
-dimension. A supernet without that method cannot have a table (`HardwareError`).
+dimension. A supernet whose network is not one input flowing through modules gives instead
+`latency_keys(arch, batch_size)` and `latency_chain(arch, batch_size, device)`, a chain that runs
+its whole latency workload and reports one time per key (the Transformer: its layers timed by
+hooks inside the beam search, plus the rest); its whole networks are timed with its
+`latency_workload`. A supernet with neither cannot have a table (`HardwareError`).
 
 How parts are timed, and why:
 

@@ -122,6 +122,36 @@ def _archs(ckpt: Path, n: int, seed: int) -> tuple[Any, dict[str, Any], list[Arc
     return supernet, record, list(archs.values())
 
 
+def test_a_hanging_worker_is_replaced_after_the_task_timeout(
+    cluster: None, ckpt: Path, tmp_path: Path
+) -> None:
+    # before the tests of `dying`: its module-long workers hold both CPUs of the cluster
+    supernet, record, archs = _archs(ckpt, 4, seed=12)
+    victim = archs[1]
+    evaluator = RayEvaluator(
+        supernet, record["data_config"],
+        evaluation={"max_val_batches": 1, "hang_on": victim.arch_id,
+                    "marker": str(tmp_path / "hung"), "log": str(tmp_path / "measured.txt")},
+        workers=2, max_retries=1, evaluator="tests.search.ray_helpers.HangingEvaluator",
+        start_timeout=120.0, task_timeout=5.0,
+    )  # fmt: skip
+    try:
+        found = list(evaluator(archs))
+    finally:
+        evaluator.close()
+    assert (tmp_path / "hung").exists(), "no worker hung: nothing was tested"
+    datamodule = instantiate(record["data_config"])
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    assert found == ClassificationEvaluator(supernet, datamodule, max_val_batches=1)(archs)
+    measured = [line.split() for line in (tmp_path / "measured.txt").read_text().splitlines()]
+    assert collections.Counter(arch_id for arch_id, _ in measured) == {
+        a.arch_id: 1 for a in archs
+    }
+    hung = (tmp_path / "hung").read_text()
+    assert next(pid for arch_id, pid in measured if arch_id == victim.arch_id) != hung
+
+
 @pytest.fixture(scope="module")
 def dying(cluster: None, ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Two workers whose evaluator kills its process the first time it meets `victim`."""
@@ -161,35 +191,6 @@ def test_a_worker_killed_mid_batch_loses_and_repeats_nothing(dying: Any, tmp_pat
     assert next(pid for arch_id, pid in measured if arch_id == victim.arch_id) != dead
     assert len(scope.store) == 6
     assert [scope.get(a) for a in archs] == expected
-
-
-def test_a_hanging_worker_is_replaced_after_the_task_timeout(
-    cluster: None, ckpt: Path, tmp_path: Path
-) -> None:
-    supernet, record, archs = _archs(ckpt, 4, seed=12)
-    victim = archs[1]
-    evaluator = RayEvaluator(
-        supernet, record["data_config"],
-        evaluation={"max_val_batches": 1, "hang_on": victim.arch_id,
-                    "marker": str(tmp_path / "hung"), "log": str(tmp_path / "measured.txt")},
-        workers=2, max_retries=1, evaluator="tests.search.ray_helpers.HangingEvaluator",
-        start_timeout=120.0, task_timeout=5.0,
-    )  # fmt: skip
-    try:
-        found = list(evaluator(archs))
-    finally:
-        evaluator.close()
-    assert (tmp_path / "hung").exists(), "no worker hung: nothing was tested"
-    datamodule = instantiate(record["data_config"])
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    assert found == ClassificationEvaluator(supernet, datamodule, max_val_batches=1)(archs)
-    measured = [line.split() for line in (tmp_path / "measured.txt").read_text().splitlines()]
-    assert collections.Counter(arch_id for arch_id, _ in measured) == {
-        a.arch_id: 1 for a in archs
-    }
-    hung = (tmp_path / "hung").read_text()
-    assert next(pid for arch_id, pid in measured if arch_id == victim.arch_id) != hung
 
 
 def test_latency_waits_for_an_idle_machine(dying: Any) -> None:
