@@ -126,6 +126,18 @@ def test_latency_search_stores_and_reuses_bleu(ckpt: Path, tmp_path: Path) -> No
     assert [r.metrics for r in second.rows] == [r.metrics for r in first.rows]
 
 
+def test_lookup_table_latency_search_on_a_transformer(ckpt: Path, tmp_path: Path) -> None:
+    result, out = _search(
+        tmp_path, ckpt, "strategy=layernas", "budget=12", "hardware=cpu_lut",
+        "hardware.pool=3", "hardware.meter.repeats=2", "hardware.meter.warmup=0",
+        "relative_constraints.latency_ms=0.9",
+    )  # fmt: skip
+    assert result.objectives == ("bleu", "latency_ms")
+    assert all(r.metrics["latency_ms"] > 0 for r in result.rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["constraints"]["latency_ms"] > 0
+
+
 def test_accuracy_on_a_translation_checkpoint_is_refused(ckpt: Path, tmp_path: Path) -> None:
     with pytest.raises(ProblemError, match="'accuracy' is not measured.*bleu"):
         _search(tmp_path, ckpt, "strategy=random", "hardware=flops", "objectives=[accuracy,macs]")
