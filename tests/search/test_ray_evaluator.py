@@ -130,9 +130,9 @@ def test_a_hanging_worker_is_replaced_after_the_task_timeout(
     victim = archs[1]
     evaluator = RayEvaluator(
         supernet, record["data_config"],
-        evaluation={"max_val_batches": 1, "hang_on": victim.arch_id,
+        evaluation={"max_val_batches": 1, "fault": "hang", "fault_on": victim.arch_id,
                     "marker": str(tmp_path / "hung"), "log": str(tmp_path / "measured.txt")},
-        workers=2, max_retries=1, evaluator="tests.search.ray_helpers.HangingEvaluator",
+        workers=2, max_retries=1, evaluator="tests.search.ray_helpers.FaultyEvaluator",
         start_timeout=120.0, task_timeout=5.0,
     )  # fmt: skip
     try:
@@ -160,9 +160,10 @@ def dying(cluster: None, ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -
     victim = archs[2]  # the other worker is busy with another subnet when this one dies
     evaluator = RayEvaluator(
         supernet, record["data_config"],
-        evaluation={"max_val_batches": 1, "die_on": victim.arch_id, "marker": str(root / "died"),
+        evaluation={"max_val_batches": 1, "fault": "die", "fault_on": victim.arch_id,
+                    "marker": str(root / "died"),
                     "log": str(root / "measured.txt")},
-        workers=2, max_retries=1, evaluator="tests.search.ray_helpers.DyingEvaluator",
+        workers=2, max_retries=1, evaluator="tests.search.ray_helpers.FaultyEvaluator",
         **TIMEOUTS,
     )
     try:
