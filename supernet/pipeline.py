@@ -9,8 +9,10 @@ from typing import Any, cast
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from supernet.callbacks import ResumeRandomState
 from supernet.checkpoint import read_checkpoint
 from supernet.distributed import check_launch_environment
 from supernet.errors import ConfigError
@@ -41,7 +43,13 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
+    """The configured callbacks, plus the random-state keeper that makes resume exact.
+
+    `trainer.enable_progress_bar=false` drops the progress-bar callback instead of failing."""
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
+    if cfg.trainer.get("enable_progress_bar") is False:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return [*callbacks, ResumeRandomState()]
 
 
 def set_threads(threads: int | None) -> None:
