@@ -54,6 +54,7 @@ def run(name: str, out: Path, args: argparse.Namespace, *overrides: str) -> floa
         "trainer.max_epochs=1000", "trainer.limit_val_batches=0",
         "trainer.enable_progress_bar=false", "+trainer.enable_checkpointing=false",
         "callbacks.progress_bar=null", "callbacks.model_checkpoint=null",
+        "callbacks.last_checkpoint=null",
         "+callbacks.timer._target_=bench.bench_ddp_overhead.StepTimer",
         f"+callbacks.timer.path={timer}", f"hydra.run.dir={timer / 'run'}",
         *overrides, *args.overrides,

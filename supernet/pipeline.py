@@ -9,7 +9,7 @@ from typing import Any, cast
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from supernet.callbacks import ResumeRandomState
@@ -45,10 +45,13 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     """The configured callbacks, plus the random-state keeper that makes resume exact.
 
-    `trainer.enable_progress_bar=false` drops the progress-bar callback instead of failing."""
+    `trainer.enable_progress_bar=false` and `trainer.enable_checkpointing=false` drop the
+    progress-bar and checkpoint callbacks instead of failing."""
     callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node]
     if cfg.trainer.get("enable_progress_bar") is False:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if cfg.trainer.get("enable_checkpointing") is False:
+        callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
     return [*callbacks, ResumeRandomState()]
 
 
