@@ -21,8 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from search import distributed
-from search.evaluator import build_evaluator, evaluator_for
+from search.evaluation import build_evaluator, distributed, evaluator_for
 from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
@@ -30,10 +29,9 @@ from search.store import Store, checkpoint_fingerprint
 from search.tracking import WandbProgress, log_result, wandb_run
 from supernet.checkpoint import load_supernet, read_checkpoint
 from supernet.errors import CheckpointError
-from supernet.pipeline import set_threads
 from supernet.protocol import Supernet
+from supernet.runtime import set_threads, wandb_group
 from supernet.space import SearchSpace
-from supernet.wandb_mode import wandb_group
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from search.report import ReportFiles, best_curves
 from search.results import SearchResult
-from supernet.wandb_mode import wandb_mode
+from supernet.runtime import wandb_mode
 
 if TYPE_CHECKING:
     from search.problem import Evaluation

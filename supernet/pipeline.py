@@ -17,7 +17,7 @@ from supernet.checkpoint import read_checkpoint
 from supernet.distributed import check_launch_environment
 from supernet.errors import ConfigError
 from supernet.protocol import Supernet, as_supernet
-from supernet.wandb_mode import wandb_group, wandb_mode
+from supernet.runtime import set_threads, wandb_group, wandb_mode
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,6 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     if cfg.trainer.get("enable_checkpointing") is False:
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
     return [*callbacks, ResumeRandomState()]
-
-
-def set_threads(threads: int | None) -> None:
-    """Pin the CPU thread count (oversubscribed threads run several times slower)."""
-    if threads:
-        torch.set_num_threads(int(threads))
 
 
 def check_accelerator(trainer_cfg: DictConfig) -> None:

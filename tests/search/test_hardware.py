@@ -12,7 +12,6 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from search import hardware
 from search.hardware import (
     CUDA_MISSING,
     AnalyticCost,
@@ -22,6 +21,7 @@ from search.hardware import (
     MeasuredLatencyCost,
     count_macs,
 )
+from search.hardware import costs as hardware
 from search.store import Store
 from supernet.space import Decision, SearchSpace
 from tests.conftest import CONF_DIR
@@ -162,7 +162,7 @@ def test_measured_latency_uses_exported_eval_subnet_and_the_store(tmp_path: Path
 def test_long_runs_of_latency_timings_report_progress(monkeypatch, caplog) -> None:
     monkeypatch.setattr(hardware, "TIMING_REPORT_EVERY", 2)
     cost = MeasuredLatencyCost(LatencyMeter(warmup=0, repeats=2)).bind(TinySupernet())
-    with caplog.at_level(logging.INFO, logger="search.hardware"):
+    with caplog.at_level(logging.INFO, logger="search.hardware.costs"):
         for arch in (SPACE.smallest(), SPACE.largest(), SPACE.smallest()):
             cost(arch)
     reports = [r.getMessage() for r in caplog.records if "timed the latency" in r.getMessage()]

@@ -12,10 +12,10 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import search.hardware as hardware
-import search.latency_table as latency_table
+import search.hardware.lookup_table as latency_table
 from search.hardware import HardwareError, LatencyMeter
-from search.latency_table import LatencyTable, LatencyTableCost
-from search.latency_validation import validate_table
+from search.hardware.lookup_table import LatencyTable, LatencyTableCost
+from search.hardware.table_validation import validate_table
 from search.store import Store
 from supernet.mobilenetv3 import MobileNetV3Supernet
 from tests.conftest import CONF_DIR

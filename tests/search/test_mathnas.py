@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search import blockreduce
-from search.blockmeasure import measure_block_table
-from search.blocksolve import BlockTableSolver, InfeasibleConstraintError
-from search.blocktable import BlockNode, BlockOption, BlockTable, BlockTableError
+from search.mathnas import reduce as blockreduce
+from search.mathnas.measure import measure_block_table
+from search.mathnas.solve import BlockTableSolver, InfeasibleConstraintError
+from search.mathnas.table import BlockNode, BlockOption, BlockTable, BlockTableError
 from search.problem import Problem, ProblemError
 from search.strategies.mathnas import MathNAS, solve_block_table
 from supernet.space import Arch, Decision, SearchSpace

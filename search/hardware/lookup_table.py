@@ -50,7 +50,8 @@ import torch
 import yaml
 from torch import nn
 
-from search.hardware import AnalyticCost, CostModel, HardwareError, LatencyMeter
+from search.hardware.costs import AnalyticCost, CostModel
+from search.hardware.meter import HardwareError, LatencyMeter
 from search.store import Store, settings_key
 from supernet.space import Arch
 
