@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from search.benchmarks import TableOracle, TabularBenchmark, regret_table
 from search.evaluation import build_evaluator, distributed, evaluator_for
 from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
@@ -49,6 +50,8 @@ class Setup:
     close: Callable[[], None] | None = None  # releases workers (Ray) when the search ends
     metrics: tuple[str, ...] = ("accuracy",)  # quality metrics the validations give, main first
     task: str = "tabular benchmark"  # what the validations score, for error messages
+    reference: dict[str, float] = field(default_factory=dict)  # default hypervolume reference
+    oracle: TableOracle | None = None  # a table's brute-force answers: checks and regret
 
 
 def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
@@ -131,6 +134,10 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
 def _benchmark_setup(cfg: DictConfig) -> Setup:
     """A tabular benchmark: validations are look-ups; reports also carry test accuracy."""
     bench = instantiate(cfg.space)
+    if not isinstance(bench, TabularBenchmark):  # any table (space=table)
+        return Setup(bench.space, bench.validate, bench.cost, f"table {bench.source}",
+                     metrics=(bench.quality_metric,), reference=bench.reference(),
+                     oracle=bench.oracle())
 
     def validate(archs: Any) -> list[dict[str, float]]:
         rows = bench.validate(archs)
@@ -140,7 +147,7 @@ def _benchmark_setup(cfg: DictConfig) -> Setup:
         return rows
 
     source = f"benchmark {bench.space.name} ({bench.dataset})"
-    return Setup(bench.space, validate, bench.cost, source)
+    return Setup(bench.space, validate, bench.cost, source, oracle=bench.oracle())
 
 
 def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
@@ -156,7 +163,8 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
             constraints[name] = min(bound, constraints.get(name, bound))
             log.info("constraint %s ≤ %g (%.0f%% of the largest subnet)", name, bound,
                      100 * fraction)
-    objectives = resolve_objectives(cfg.objectives, setup.metrics, setup.task, cfg.get("reference"))
+    reference = {**setup.reference, **dict(cfg.get("reference") or {})}
+    objectives = resolve_objectives(cfg.objectives, setup.metrics, setup.task, reference)
     problem = Problem(
         space=setup.space,
         objectives=objectives,
@@ -164,8 +172,10 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
         validate=setup.validate,
         cost=setup.cost,
         budget=int(cfg.budget),
-        reference=dict(cfg.get("reference") or {}),
+        reference=reference,
     )
+    if setup.oracle is not None:  # the table's own message: its costs, its cheapest row
+        setup.oracle.check(problem)
     check_constraints(problem)
     return problem
 
@@ -276,7 +286,13 @@ def _search(cfg: DictConfig, setup: Setup, console: Console, output_dir: Path) -
             facts.update(measured=setup.scope.misses, reused_from_store=setup.scope.hits)
             log.info("validations measured now: %d, reused from the store: %d",
                      setup.scope.misses, setup.scope.hits)
+        regret = setup.oracle.regret(result) if setup.oracle is not None else None
+        if regret is not None:
+            facts["regret"] = regret
         files = write_report(result, output_dir, extra_summary=facts, console=console)
+        if regret is not None and setup.oracle is not None:
+            console.print(regret_table(regret, setup.oracle.quality_metric,
+                                       setup.oracle.report_metric))
         best_dir = export_best(result, setup.supernet, output_dir / "best")
         log_result(wb, result, files, model_path=best_dir if setup.supernet else None)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

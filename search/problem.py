@@ -66,6 +66,16 @@ Validate = Callable[[Sequence[Arch]], Sequence[Mapping[str, float]]]
 Cost = Callable[[Arch], Mapping[str, float]]
 
 
+def register_cost(name: str) -> None:
+    """Make `name` a known cost (minimised, ideal 0): a tabular benchmark's own cost column,
+    e.g. `energy_uj`, becomes an objective or constraint like `macs`."""
+    known = METRICS.get(name)
+    if known is None:
+        METRICS[name] = (False, 0.0)
+    elif known[0]:
+        raise ProblemError(f"{name!r} is a quality metric (maximised), not a cost")
+
+
 def metric_sense(name: str) -> tuple[bool, float]:
     """(maximise?, ideal value) of a metric, with a clear error for unknown names."""
     try:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from search.benchmarks.errors import BenchmarkError
+from search.benchmarks.regret import TableOracle
 from search.benchmarks.table import (
     TableSpace,
     check_complete,
@@ -171,6 +172,16 @@ class TabularBenchmark:
         order = np.lexsort((self.macs[idx], -self.val_acc[idx]))
         best = int(idx[order[0]])
         return self.space.parse(self.strings[best]), float(self.val_acc[best])
+
+    def oracle(self) -> TableOracle:
+        """The table as arrays: best feasible rows, checks and regrets (`regret`)."""
+        return TableOracle(
+            quality=self.val_acc, report=self.test_acc if self.has_test_accuracy else None,
+            costs={"macs": self.macs, "params": self.params},
+            arch_at=lambda i: self.space.parse(self.strings[i]), maximise=True,
+            quality_metric="accuracy", report_metric="test_accuracy",
+            describe=self.space.to_string, name=f"the {self.space.name} table ({self.dataset})",
+        )  # fmt: skip
 
     def max_cost(self, metric: str) -> float:
         """Largest value of a cost metric over the table (the largest network's, usually)."""

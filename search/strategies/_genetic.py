@@ -42,16 +42,22 @@ class GeneCodec:
                 table = np.array([o >= threshold for o in options], dtype=bool)
                 self._conditions.append((i, parent, table))
         self._offsets = np.concatenate([[0], np.cumsum(self.num_options)[:-1]]).astype(np.int64)
+        # a space whose architectures are not every combination (an incomplete table) maps
+        # each gene vector to one that exists
+        self._repair: Callable[[np.ndarray], np.ndarray] | None = getattr(
+            space, "repair_genes", None
+        )
 
     def canonical(self, X: np.ndarray) -> np.ndarray:
-        """Round, clip and zero switched-off genes, in decision order like `SearchSpace.arch`."""
+        """Round, clip and zero switched-off genes, in decision order like `SearchSpace.arch`
+        (and, for a space with `repair_genes`, map them to an architecture that exists)."""
         X = np.atleast_2d(np.asarray(X))
         if X.dtype.kind != "i":
             X = np.rint(X)
         genes = np.minimum(np.maximum(X, 0), self.upper).astype(np.int64)
         for i, parent, table in self._conditions:
             genes[~table[genes[:, parent]], i] = 0
-        return genes
+        return genes if self._repair is None else self._repair(genes)
 
     def active(self, genes: np.ndarray) -> np.ndarray:
         """Boolean mask of the decisions that matter, for canonical genes."""
