@@ -163,6 +163,8 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
             constraints[name] = min(bound, constraints.get(name, bound))
             log.info("constraint %s ≤ %g (%.0f%% of the largest subnet)", name, bound,
                      100 * fraction)
+    if setup.oracle is not None:  # the table's own message: its costs, its cheapest row
+        setup.oracle.check_constraints(constraints)
     reference = {**setup.reference, **dict(cfg.get("reference") or {})}
     objectives = resolve_objectives(cfg.objectives, setup.metrics, setup.task, reference)
     problem = Problem(
@@ -174,7 +176,7 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
         budget=int(cfg.budget),
         reference=reference,
     )
-    if setup.oracle is not None:  # the table's own message: its costs, its cheapest row
+    if setup.oracle is not None:
         setup.oracle.check(problem)
     check_constraints(problem)
     return problem

@@ -142,13 +142,10 @@ class ColumnSpace(SearchSpace):
         return _memo_arch(self, self._arch_cache, values, self._arch)
 
     def _arch(self, values: Mapping[str, Any]) -> Arch:
-        base = super().arch(values)
-        if self.complete:
-            return base
+        base = super().arch(values)  # validates; 32.0 becomes the option 32 below (one arch_id)
         vec = np.array([d.index(base[d.label]) for d in self.decisions], dtype=np.int64)
-        if self.row_of(vec) is not None:
-            return base
-        row = self.genes[self.nearest(vec)]
+        present = self.complete or self.row_of(vec) is not None
+        row = vec if present else self.genes[self.nearest(vec)]
         values = {d.label: d.options[i] for d, i in zip(self.decisions, row, strict=True)}
         return super().arch(values)
 

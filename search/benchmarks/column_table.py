@@ -39,7 +39,7 @@ QUALITY_NAMES = {"max": ("accuracy", "test_accuracy"), "min": ("loss", "test_los
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
-    """A CSV (optionally compressed, any delimiter pandas can sniff) or Parquet file."""
+    """A CSV (`.tsv`: tab-separated; optionally compressed, e.g. `.csv.gz`) or Parquet file."""
     if path is None or str(path).strip() in ("", "None", "null"):
         raise BenchmarkError("space=table needs space.path=<a CSV or Parquet file, one row per "
                              "architecture>")
@@ -50,7 +50,7 @@ def read_frame(path: str | Path) -> pd.DataFrame:
         if file.suffix.lower() in PARQUET:
             frame = pd.read_parquet(file)
         else:
-            frame = pd.read_csv(file, sep=None, engine="python")
+            frame = pd.read_csv(file, sep="\t" if ".tsv" in file.suffixes else ",")
     except ImportError as err:
         raise BenchmarkError(f"reading {file.name} needs pyarrow ({err}); pip install pyarrow "
                              f"or save the table as CSV") from None
@@ -82,7 +82,7 @@ def _options(
             f"decision column {label!r} has {int(column.isna().sum())} empty cells (first in "
             f"data row {first + 1}); every row needs a value in every decision column"
         )
-    values = list(pd.unique(column))
+    values = [_plain(v) for v in pd.unique(column)]
     if order is not None:
         listed: list[Any] = []
         unknown: list[Any] = []
@@ -226,11 +226,14 @@ class ColumnBenchmark:
 
     @staticmethod
     def _merge_repeats(figures: pd.DataFrame, genes: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-        """Rows of the same architecture → one row with their means (and a warning)."""
+        """Rows of the same architecture → one row with their means (and a warning); rows in
+        option order (first decision slowest), whatever the file's order."""
+        order = np.lexsort(genes.T[::-1])
+        figures, genes = figures.iloc[order].reset_index(drop=True), genes[order]
         keys = pd.MultiIndex.from_arrays(genes.T).factorize()[0]
         repeats = len(keys) - keys.max() - 1
         if repeats == 0:
-            return figures.reset_index(drop=True), genes
+            return figures, genes
         groups = pd.Series(keys).value_counts()
         log.warning("%d rows repeat an architecture of another row (%d architectures have "
                     "several rows); each architecture gets the mean of its rows",
@@ -307,6 +310,7 @@ class ColumnBenchmark:
     ) -> Problem:
         """A Problem on this table (default objectives: the quality and the first cost)."""
         objectives = objectives or (self.quality_metric, next(iter(self.costs)))
+        self.oracle().check_constraints(constraints or {})
         problem = Problem(space=self.space, objectives=objectives, constraints=constraints,
                           validate=self.validate, cost=self.cost, budget=budget,
                           reference=self.reference())
@@ -332,5 +336,9 @@ def load_column_table(
     frame = read_frame(path)
     source = str(resolve_path(path))
     stem = Path(source).name.split(".")[0] or "table"
-    return ColumnBenchmark(frame, list(decisions or []), str(quality), dict(costs or {}),
-                           report_quality or None, quality_sense, order, name or stem, source)
+    # plain containers whatever the caller passed (Hydra passes DictConfig and ListConfig)
+    costs = {str(k): str(v) for k, v in dict(costs or {}).items()}
+    order = {str(k): list(v) for k, v in dict(order or {}).items()}
+    return ColumnBenchmark(frame, [str(d) for d in decisions or []],
+                           str(quality) if quality else "", costs, report_quality or None,
+                           quality_sense, order, name or stem, source)

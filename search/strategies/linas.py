@@ -235,7 +235,9 @@ class LINAS:
         search_seconds = time.perf_counter() - t1
         return LinasStep(
             archs=[a for a, _ in proposals],
-            predicted=np.array([f for _, f in proposals]).reshape(len(proposals), -1),
+            predicted=np.array([f for _, f in proposals]).reshape(
+                len(proposals), len(problem.objectives)
+            ),
             models=models,
             fit_seconds=fit_seconds,
             search_seconds=search_seconds,
