@@ -8,18 +8,23 @@ Regret = best feasible validation accuracy in the table − best feasible valida
 among the strategy's look-ups, as a function of the number of look-ups (mean and inter-quartile
 range over seeds). Writes `report.md`, `summary.json` and the figures into `--out`.
 
-NATS size (the LayerNAS setting, arXiv 2304.11517): FLOPs ≤ 50% of the largest network, budget 400, strategies
-random, regularized evolution, NSGA-II, LINAS, MathNAS, LayerNAS, plus a no-search baseline
-(the best feasible network that differs from the largest in one layer only). LayerNAS keeps
-the 4 best per bucket with a jittered bucket grid (`--layernas-top`, `--layernas-fixed-grid`).
-NAS-Bench-201 (the MathNAS setting, arXiv 2311.04943): FLOPs ≤ 25/50/75%, MathNAS single-context (the paper), averaged over
-sampled contexts (Eq. 3), with the top-k picks validated, with the top-k validated in rounds
-and the table refitted on the validated networks between rounds, and averaged contexts plus
-top-k, each against random search with as many look-ups; predicted-vs-table rank correlation
-over all 15,625 cells (of the refitted table for the refit variant); test accuracy of the
-picks. Every strategy runs `--seeds` seeds (default 100). The
+NATS size (the LayerNAS setting, arXiv 2304.11517): FLOPs ≤ 50% of the largest network, budget
+400, strategies random, regularized evolution, NSGA-II, LINAS, MathNAS, LayerNAS, plus a
+no-search baseline (the best feasible network that differs from the largest in one layer only).
+LayerNAS keeps the 4 best per bucket with a jittered bucket grid (`--layernas-top`,
+`--layernas-fixed-grid`).
+NAS-Bench-201 (the MathNAS setting, arXiv 2311.04943): FLOPs ≤ 25/50/75%, MathNAS single-context
+(the paper), averaged over sampled contexts (Eq. 3), with the top-k picks validated, with the
+top-k validated in rounds and the table refitted on the validated networks between rounds, and
+averaged contexts plus top-k, each against random search with as many look-ups;
+predicted-vs-table rank correlation over all 15,625 cells (of the refitted table for the refit
+variant); test accuracy of the picks. Every strategy runs `--seeds` seeds (default 100). The
 cells are kept distinct there (`canonical=False`): MathNAS's additive cost model needs the
 table's per-edge FLOPs, which merged isomorphs (cheapest member) do not have.
+
+Any other table (`space=table`): `--space table --path my.csv --decisions l1 l2 ... --quality
+acc --costs macs=flops` runs the NATS size comparison on it, at each of `--fractions` of the
+largest network's first cost (see `bench/tabular_table.py`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.tabular_report import nb201_summary, sss_summary, write_report  # noqa: E402
+from bench.tabular_table import add_arguments, names, table_summary  # noqa: E402
+from bench.tabular_table import load as load_table_bench  # noqa: E402
 from search.benchmarks import TabularBenchmark, load_benchmark  # noqa: E402
 from search.mathnas.table import BlockTable  # noqa: E402
 from search.problem import Problem  # noqa: E402
@@ -54,7 +61,7 @@ from search.strategies.nsga2 import NSGA2Search  # noqa: E402
 from search.strategies.random import RandomSearch  # noqa: E402
 
 DATASETS = ("cifar10", "cifar100", "imagenet16_120")
-BENCHES: dict[tuple[str, str, str], TabularBenchmark] = {}  # loaded before the workers fork
+BENCHES: dict[tuple[str, str, str], Any] = {}  # loaded before the workers fork
 ARGS: argparse.Namespace | None = None
 
 
@@ -63,6 +70,9 @@ def sss_strategies(args: argparse.Namespace) -> dict[str, tuple[Callable[[], Any
     cost deltas, measured on the largest net, predict negative FLOPs for small networks
     (NATS FLOPs are products of neighbouring widths), which the corrected program rejects."""
     s, k, r = args.seeds, args.top_k, args.refit_rounds
+    flops = "macs"
+    if args.space == "table":  # the bounded cost plays FLOPs
+        flops = names(BENCHES[("table", args.datasets[0], "table")], args)[2]
     return {
         "random": (RandomSearch, s),
         "evolution": (RegularizedEvolution, s),
@@ -77,13 +87,16 @@ def sss_strategies(args: argparse.Namespace) -> dict[str, tuple[Callable[[], Any
             ),
             min(s, args.linas_seeds or s),
         ),
-        "mathnas": (lambda: MathNAS(flops_correction=False, quality_sample=0), s),
+        "mathnas": (
+            lambda: MathNAS(flops_correction=False, quality_sample=0, flops_metric=flops), s
+        ),
         f"mathnas_top{k}": (
-            lambda: MathNAS(flops_correction=False, top_k=k, quality_sample=0),
+            lambda: MathNAS(flops_correction=False, top_k=k, quality_sample=0, flops_metric=flops),
             min(s, args.mathnas_seeds or s),
         ),
         f"mathnas_top{k}_refit{r}": (
-            lambda: MathNAS(flops_correction=False, top_k=k, refit_rounds=r, quality_sample=0),
+            lambda: MathNAS(flops_correction=False, top_k=k, refit_rounds=r, quality_sample=0,
+                            flops_metric=flops),
             min(s, args.mathnas_seeds or s),
         ),
         "layernas": (
@@ -126,14 +139,17 @@ def first_picks(args: argparse.Namespace, section: str) -> dict[str, str]:
 
 
 # --- one run ------------------------------------------------------------------------------
-def best_curve(problem: Problem, length: int, limit: int | None = None) -> np.ndarray:
-    """Best feasible accuracy after each look-up (NaN before the first feasible one)."""
+def best_curve(
+    problem: Problem, length: int, limit: int | None = None, quality: str = "accuracy",
+    sign: float = 1.0,
+) -> np.ndarray:
+    """Best feasible accuracy (sign × quality) after each look-up (NaN before the first)."""
     history = problem.history[:limit]
     out = np.full(length, np.nan, dtype=np.float64)
     best = np.nan
     for i, ev in enumerate(history[:length]):
         if problem.feasible(ev.measurement):
-            acc = ev.measurement["accuracy"]
+            acc = sign * ev.measurement[quality]
             best = acc if np.isnan(best) else max(best, acc)
         out[i] = best
     if history:
@@ -142,18 +158,19 @@ def best_curve(problem: Problem, length: int, limit: int | None = None) -> np.nd
 
 
 def _record(
-    bench: TabularBenchmark, problem: Problem, length: int, limit: int | None = None
+    bench: Any, problem: Problem, length: int, limit: int | None = None,
+    quality: str = "accuracy", sign: float = 1.0,
 ) -> dict[str, Any]:
     """Curve, look-ups used, and each improvement (look-up, value, arch) for test accuracy,
-    over the first `limit` look-ups (all by default)."""
+    over the first `limit` look-ups (all by default); values are sign × quality."""
     history = problem.history[:limit]
     improvements: list[tuple[int, float, str]] = []
     for ev in history:
         if problem.feasible(ev.measurement):
-            acc = ev.measurement["accuracy"]
+            acc = sign * ev.measurement[quality]
             if not improvements or acc > improvements[-1][1]:
                 improvements.append((ev.index + 1, acc, bench.space.to_string(ev.arch)))
-    curve = best_curve(problem, length, limit)
+    curve = best_curve(problem, length, limit, quality, sign)
     return {"curve": curve, "used": len(history), "steps": improvements}
 
 
@@ -188,19 +205,21 @@ def run_task(task: tuple[Any, ...]) -> list[dict[str, Any]]:
     section, dataset, setting, strategy, seed, fraction = task
     assert ARGS is not None
     bench = BENCHES[(section, dataset, setting)]
-    constraints = bench.relative({"macs": fraction})
+    quality, sign, cost = names(bench, ARGS)
+    constraints = bench.relative({cost: fraction})
     rng = np.random.default_rng(seed)
     t0, c0 = time.perf_counter(), time.process_time()
     derived = [d for d, src in first_picks(ARGS, section).items() if src == strategy]
     extra_records: list[dict[str, Any]] = []
-    if section == "sss":
+    if section in ("sss", "table"):
         factory = sss_strategies(ARGS)[strategy][0]
-        problem = bench.problem(("accuracy", "macs"), constraints, ARGS.budget)
+        problem = bench.problem((quality, cost), constraints, ARGS.budget)
         extras = factory().run(problem, rng)
-        out = _record(bench, problem, ARGS.budget)
+        out = _record(bench, problem, ARGS.budget, None, quality, sign)
         for name in derived:
             limit = _first_pick_limit(problem, extras)
-            extra_records.append({**_record(bench, problem, ARGS.budget, limit), "name": name})
+            record = _record(bench, problem, ARGS.budget, limit, quality, sign)
+            extra_records.append({**record, "name": name})
     elif strategy == "random":
         problem = bench.problem(("accuracy", "macs"), constraints, ARGS.nb201_budget)
         RandomSearch().run(problem, rng)
@@ -265,8 +284,10 @@ def predictor_quality(bench: TabularBenchmark, table_dict: dict[str, Any]) -> di
     return out
 
 
-def no_search_baseline(bench: TabularBenchmark, fraction: float) -> dict[str, Any]:
+def no_search_baseline(bench: Any, fraction: float) -> dict[str, Any]:
     """Best feasible network among those differing from the largest in one layer only."""
+    assert ARGS is not None
+    quality, sign, cost = names(bench, ARGS)
     space = bench.space
     largest = space.largest()
     neighbours = {
@@ -276,9 +297,9 @@ def no_search_baseline(bench: TabularBenchmark, fraction: float) -> dict[str, An
         if o != largest[d.label]
         for a in [space.arch(largest.replace(**{d.label: o}))]
     }
-    problem = bench.problem(("accuracy", "macs"), bench.relative({"macs": fraction}), 10_000)
+    problem = bench.problem((quality, cost), bench.relative({cost: fraction}), 10_000)
     problem.evaluate([a for a in neighbours.values() if problem.cost_feasible(a)])
-    steps = _record(bench, problem, max(problem.used, 1))["steps"]
+    steps = _record(bench, problem, max(problem.used, 1), None, quality, sign)["steps"]
     if not steps:  # no one-layer-off network meets the constraint
         return {"used": problem.used, "value": None, "arch": None}
     return {"used": problem.used, "value": steps[-1][1], "arch": steps[-1][2]}
@@ -287,6 +308,13 @@ def no_search_baseline(bench: TabularBenchmark, fraction: float) -> dict[str, An
 # --- the whole reproduction ---------------------------------------------------------------
 def build_tasks(args: argparse.Namespace) -> list[tuple[Any, ...]]:
     tasks = []
+    if "table" in args.sections:
+        ds = args.datasets[0]
+        derived = first_picks(args, "sss")
+        for f in args.fractions:
+            for name, (_, seeds) in sss_strategies(args).items():
+                if name not in derived:
+                    tasks += [("table", ds, "table", name, s, f) for s in range(seeds)]
     if "sss" in args.sections:
         for ds in args.datasets:
             derived = first_picks(args, "sss")
@@ -308,6 +336,11 @@ def build_tasks(args: argparse.Namespace) -> list[tuple[Any, ...]]:
 
 
 def load_all(args: argparse.Namespace) -> None:
+    if args.space == "table":
+        bench = load_table_bench(args)
+        args.datasets, args.sections, args.data_dir = [bench.name], ["table"], bench.source
+        BENCHES[("table", bench.name, "table")] = bench
+        return
     for ds in args.datasets:
         if "sss" in args.sections:
             BENCHES[("sss", ds, "90ep")] = load_benchmark("nats_sss", args.data_dir, ds)
@@ -355,6 +388,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--datasets", nargs="+", default=list(DATASETS))
     p.add_argument("--sections", nargs="+", default=["sss", "nb201"])
     p.add_argument("--workers", type=int, default=2)
+    add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -399,6 +433,10 @@ def main(argv: list[str] | None = None) -> None:
             for section in args.sections
         },
     }
+    if "table" in args.sections:
+        bench = BENCHES[("table", args.datasets[0], "table")]
+        base = {f: no_search_baseline(bench, f) for f in args.fractions}
+        summary["table"] = table_summary(results, bench, base, args)
     if "sss" in args.sections:
         baselines = {
             ds: no_search_baseline(BENCHES[("sss", ds, "90ep")], 0.5) for ds in args.datasets

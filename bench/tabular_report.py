@@ -397,6 +397,11 @@ def write_report(summary, results, out: Path, args: argparse.Namespace) -> str:
             "no CPU time of their own); `--run-first-picks` runs them separately.",
             "",
         ]
+    if "table" in summary:
+        from bench.tabular_table import plot_table, table_markdown
+
+        plot_table(results, summary["table"], out / "table_regret.png")
+        lines += table_markdown(summary["table"]) + ["![table regret](table_regret.png)", ""]
     if "sss" in summary:
         plot_sss(results, summary["sss"], out / "sss_regret.png")
         lines += sss_markdown(summary["sss"]) + ["![NATS size regret](sss_regret.png)", ""]

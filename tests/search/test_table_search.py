@@ -139,3 +139,27 @@ def test_a_bad_table_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "no column l2 (decision); its columns are" in errors[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_the_reproduction_runs_on_any_table(tmp_path: Path) -> None:
+    from bench import reproduce_tabular
+
+    path = tmp_path / "sweep.csv"
+    layer_table().to_csv(path, index=False)  # additive: LayerNAS and MathNAS solve it
+    out = tmp_path / "out"
+    reproduce_tabular.main(
+        ["--space", "table", "--path", str(path), "--decisions", *decisions(), "--quality", "acc",
+         "--costs", "macs=flops", "latency_ms=lat", "--fractions", "0.5", "--seeds", "1",
+         "--workers", "1", "--budget", "40", "--linas-generations", "2", "--top-k", "3",
+         "--refit-rounds", "2", "--out", str(out)]
+    )  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())["table"]
+    cell = summary["fractions"]["0.5"]
+    frame = layer_table()
+    assert cell["optimum"] == pytest.approx(frame.acc[frame.flops <= 0.5 * frame.flops.max()].max())
+    expected = {"random", "evolution", "nsga2", "linas", "mathnas", "layernas"}
+    assert expected <= set(cell["strategies"])
+    assert cell["strategies"]["layernas"]["regret@40"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert "## Table sweep" in (out / "report.md").read_text()
+    assert (out / "table_regret.png").stat().st_size > 0
