@@ -30,7 +30,7 @@ from search.benchmarks.errors import BenchmarkError
 from search.benchmarks.spaces import _ArchCache, _memo_arch
 from supernet.space import Arch, Decision, SearchSpace
 
-SHOWN_MISSING = 5  # missing combinations named in a message
+SHOWN_MISSING = 3  # missing combinations named in a message
 
 
 class ColumnSpace(SearchSpace):

@@ -219,6 +219,11 @@ class ColumnBenchmark:
         for metric in self.costs:
             register_cost(metric)
         self.lookups = 0
+        largest = self.space.genes[-1]  # rows are in option order
+        if not np.array_equal(largest, self.space.num_options - 1):
+            log.warning("table %s has no row with every decision at its largest option; "
+                        "relative constraints are fractions of its nearest row, %s", name,
+                        self.space.to_string(self.space.largest()))
         if not self.space.complete:
             log.warning("table %s is incomplete: %d of its %d combinations have rows; random, "
                         "evolution, nsga2 and linas stay on those rows", name, len(genes_matrix),

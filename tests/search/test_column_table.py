@@ -113,6 +113,18 @@ def test_a_missing_combination_is_repaired_to_its_nearest_row() -> None:
     assert repaired == {"l1": 8, "l2": 8, "l3": 8, "l4": 16}
 
 
+def test_relative_bounds_without_the_largest_row_use_its_nearest(caplog) -> None:
+    frame = layer_table()
+    largest = (frame[decisions()] == 32).all(axis=1)
+    with caplog.at_level(logging.WARNING):
+        bench = bench_of(frame[~largest])
+    assert "no row with every decision at its largest option" in caplog.text
+    nearest = bench.space.largest()
+    assert nearest == {"l1": 16, "l2": 32, "l3": 32, "l4": 32}
+    row = frame[(frame.l1 == 16) & (frame.l2 == 32) & (frame.l3 == 32) & (frame.l4 == 32)]
+    assert bench.relative({"macs": 0.5}) == {"macs": pytest.approx(0.5 * row.flops.iloc[0])}
+
+
 @pytest.mark.parametrize("strategy", [MathNAS, LayerNAS])
 def test_block_strategies_name_the_missing_combinations(incomplete, strategy) -> None:
     problem = incomplete.problem(constraints=incomplete.relative({"macs": 0.5}), budget=50)

@@ -85,6 +85,17 @@ def test_an_incomplete_table_in_the_pipeline(make_cfg, tmp_path: Path) -> None:
         run(make_cfg("search", *args, "strategy=mathnas"))
 
 
+def test_a_cost_whose_cheapest_row_is_not_the_smallest_network(make_cfg, tmp_path) -> None:
+    path = tmp_path / "reversed.csv"
+    frame = layer_table().assign(lat=lambda f: f.lat.max() - f.lat + 1)  # wide = fast
+    frame.to_csv(path, index=False)
+    bound = float(frame.lat.min() + 1)  # met by wide rows only, not by the smallest network
+    result = run(make_cfg("search", *TABLE, f"space.path={path}", "+space.costs={macs: flops, "
+                          "latency_ms: lat}", "strategy=random", "budget=30",
+                          f"constraints.latency_ms={bound}"))  # fmt: skip
+    assert all(r.metrics["latency_ms"] <= bound for r in result.rows if r.feasible)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
