@@ -135,6 +135,52 @@ def _numeric(frame: pd.DataFrame, column: str, role: str, negative_ok: bool) -> 
     return values.to_numpy(dtype=float)
 
 
+def _check_names(
+    frame: pd.DataFrame,
+    decisions: list[str],
+    quality: str,
+    costs: Mapping[str, str],
+    report_quality: str | None,
+    quality_sense: str,
+    order: Mapping[str, Any],
+    where: str,
+) -> None:
+    """The settings name columns the table has, each in one role, and nothing twice."""
+    if quality_sense not in SENSES:
+        raise BenchmarkError(f"space.quality_sense must be max or min, not {quality_sense!r}")
+    if not decisions:
+        raise BenchmarkError("space.decisions is empty: list the columns that define the "
+                             "architecture, e.g. 'space.decisions=[l1,l2,l3]'")
+    if not quality:
+        raise BenchmarkError("space.quality is not set: name the column the search sees, "
+                             "e.g. space.quality=val_acc")
+    if not costs:
+        raise BenchmarkError("space.costs is empty: map cost names to columns, e.g. "
+                             "'space.costs={macs: flops}'")
+    if len(set(decisions)) != len(decisions):
+        raise BenchmarkError(f"space.decisions repeats a column: {decisions}")
+    reserved = {"accuracy", "test_accuracy", "loss", "test_loss", "bleu"}
+    for metric in costs:
+        if metric in reserved or (metric in METRICS and METRICS[metric][0]):
+            raise BenchmarkError(f"cost name {metric!r} is a quality metric; name the cost "
+                                 f"after what it measures (macs, params, latency_ms, ...)")
+    wanted = {**{d: "decision" for d in decisions}, quality: "quality",
+              **{c: f"cost ({m})" for m, c in costs.items()}}
+    if report_quality:
+        wanted[report_quality] = "report quality"
+    missing = [f"{c} ({role})" for c, role in wanted.items() if c not in frame.columns]
+    if missing:
+        raise BenchmarkError(f"the table {where} has no column {', '.join(missing)}; "
+                             f"its columns are {list(frame.columns)}")
+    overlap = set(decisions) & ({quality, report_quality} | set(costs.values()))
+    if overlap:
+        raise BenchmarkError(f"columns {sorted(overlap)} are both decisions and figures")
+    unknown_order = sorted(set(order) - set(decisions))
+    if unknown_order:
+        raise BenchmarkError(f"space.order names {unknown_order}, which are not decisions "
+                             f"{decisions}")
+
+
 class ColumnBenchmark:
     """Look-up evaluator and cost model of a table with one row per architecture.
 
@@ -162,42 +208,11 @@ class ColumnBenchmark:
         name: str = "table",
         source: str = "",
     ) -> None:
-        if quality_sense not in SENSES:
-            raise BenchmarkError(f"space.quality_sense must be max or min, not {quality_sense!r}")
         decisions = [str(d) for d in (decisions or [])]
-        if not decisions:
-            raise BenchmarkError("space.decisions is empty: list the columns that define the "
-                                 "architecture, e.g. 'space.decisions=[l1,l2,l3]'")
-        if not quality:
-            raise BenchmarkError("space.quality is not set: name the column the search sees, "
-                                 "e.g. space.quality=val_acc")
-        if not costs:
-            raise BenchmarkError("space.costs is empty: map cost names to columns, e.g. "
-                                 "'space.costs={macs: flops}'")
-        if len(set(decisions)) != len(decisions):
-            raise BenchmarkError(f"space.decisions repeats a column: {decisions}")
-        self.quality_metric, self.report_metric = QUALITY_NAMES[quality_sense]
-        reserved = {"accuracy", "test_accuracy", "loss", "test_loss", "bleu"}
-        for metric in costs:
-            if metric in reserved or (metric in METRICS and METRICS[metric][0]):
-                raise BenchmarkError(f"cost name {metric!r} is a quality metric; name the cost "
-                                     f"after what it measures (macs, params, latency_ms, ...)")
-        wanted = {**{d: "decision" for d in decisions}, quality: "quality",
-                  **{c: f"cost ({m})" for m, c in costs.items()}}
-        if report_quality:
-            wanted[report_quality] = "report quality"
-        missing = [f"{c} ({role})" for c, role in wanted.items() if c not in frame.columns]
-        if missing:
-            raise BenchmarkError(f"the table {source or name} has no column {', '.join(missing)}; "
-                                 f"its columns are {list(frame.columns)}")
-        overlap = set(decisions) & ({quality, report_quality} | set(costs.values()))
-        if overlap:
-            raise BenchmarkError(f"columns {sorted(overlap)} are both decisions and figures")
         order = dict(order or {})
-        unknown_order = sorted(set(order) - set(decisions))
-        if unknown_order:
-            raise BenchmarkError(f"space.order names {unknown_order}, which are not decisions "
-                                 f"{decisions}")
+        _check_names(frame, decisions, quality, costs, report_quality, quality_sense, order,
+                     source or name)
+        self.quality_metric, self.report_metric = QUALITY_NAMES[quality_sense]
         opts, genes = zip(*(_options(frame[d], d, order.get(d)) for d in decisions), strict=True)
         genes_matrix = np.column_stack(genes)
         figures = pd.DataFrame({"quality": _numeric(frame, quality, "quality", True)})
