@@ -132,7 +132,8 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
 
 
 def _benchmark_setup(cfg: DictConfig) -> Setup:
-    """A tabular benchmark: validations are look-ups; reports also carry test accuracy."""
+    """A tabular benchmark: validations are look-ups; reports also carry test accuracy and,
+    from the table's brute-force answers, each constraint's regret."""
     bench = instantiate(cfg.space)
     if not isinstance(bench, TabularBenchmark):  # any table (space=table)
         return Setup(bench.space, bench.validate, bench.cost, f"table {bench.source}",

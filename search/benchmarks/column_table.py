@@ -225,7 +225,6 @@ class ColumnBenchmark:
         self.space = ColumnSpace(name, decision_objs, genes_matrix)
         self.name = name
         self.source = source
-        self.dataset = Path(source).name if source else name
         self.columns = {"quality": quality, "report_quality": report_quality, **dict(costs)}
         self.maximise = quality_sense == "max"
         self.quality = figures["quality"].to_numpy(dtype=float)
