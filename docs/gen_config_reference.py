@@ -335,8 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = not PAGE.exists() or PAGE.read_text() != page
         if stale:
-            print(f"{PAGE.relative_to(ROOT)} is stale: run python docs/gen_config_reference.py",
-                  file=sys.stderr)
+            print(
+                f"{PAGE.relative_to(ROOT)} is stale: run python docs/gen_config_reference.py",
+                file=sys.stderr,
+            )
         return 1 if stale or missing else 0
     PAGE.parent.mkdir(parents=True, exist_ok=True)
     PAGE.write_text(page)
