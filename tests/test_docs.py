@@ -96,3 +96,19 @@ def test_readme_fits_on_a_screen_and_its_links_resolve() -> None:
     assert len(readme) <= 15_000, f"README.md has {len(readme):,} characters (at most 15,000)"
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme):
         assert (ROOT / target).exists(), f"README links to a missing file: {target}"
+
+
+_DOCS = ROOT / "docs"
+_SNIPPETS = [
+    (path, block)
+    for path in sorted(_DOCS.rglob("*.md"))
+    for block in re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "code"), _SNIPPETS, ids=[str(p.relative_to(_DOCS)) for p, _ in _SNIPPETS]
+)
+def test_python_examples_in_the_docs_run(path: Path, code: str) -> None:
+    """Every ```python block of the site runs as written (they are small and offline)."""
+    exec(compile(code, str(path), "exec"), {"__name__": "__docs__"})
