@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import html
 import sys
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ class Key:
     value: str
     comment: str
     line: int
+    block: str = ""  # a value written over several lines, as written
 
 
 @dataclass
@@ -120,6 +122,19 @@ class _Comments:
         end = self.at[line][0] if line in self.at and self.at[line][0] > col else len(text)
         return text[col:end].strip()
 
+    def block(self, line: int) -> str:
+        """The lines of a multi-line value under the key on `line`, dedented."""
+        indent = len(self.lines[line]) - len(self.lines[line].lstrip())
+        out = []
+        for text in self.lines[line + 1 :]:
+            depth = len(text) - len(text.lstrip())
+            if text.strip() and depth <= indent and not text.lstrip().startswith("- "):
+                break
+            out.append(text)
+        while out and not out[-1].strip():
+            out.pop()
+        return textwrap.dedent("\n".join(out))
+
     def header(self) -> list[str]:
         """The comment lines before the first key, without Hydra's `@package` directive."""
         out = []
@@ -174,8 +189,10 @@ def _keys(node: CommentedMap, comments: _Comments, prefix: str = "") -> Iterator
             yield from _keys(value, comments, prefix=f"{path}.")
             continue
         vline, vcol = node.lc.value(name)
-        text = comments.value_text(vline, vcol) if vline == line else _flow(value)
-        yield Key(path, text, comments.of(line), line)
+        if vline == line:
+            yield Key(path, comments.value_text(vline, vcol), comments.of(line), line)
+        else:  # a block list: shown whole under the table
+            yield Key(path, "", comments.of(line), line, comments.block(line))
 
 
 def parse(path: Path, root: Path = CONF) -> ConfigFile:
@@ -249,8 +266,14 @@ def _prose(lines: list[str]) -> list[str]:
 
 def _table(keys: list[Key], prefix: str) -> list[str]:
     rows = ["| key | value | meaning |", "|---|---|---|"]
-    rows += [f"| `{prefix}{k.path}` | {_code(k.value)} | {_cell(k.comment)} |" for k in keys]
-    return [*rows, ""]
+    for k in keys:
+        value = "(below)" if k.block else _code(k.value)
+        rows.append(f"| `{prefix}{k.path}` | {value} | {_cell(k.comment)} |")
+    rows.append("")
+    for k in keys:
+        if k.block:
+            rows += [f"`{prefix}{k.path}`:", "", "```yaml", k.block, "```", ""]
+    return rows
 
 
 def key_prefix(group: str) -> str:

@@ -77,6 +77,9 @@ def test_comment_parser_reads_leading_trailing_and_continued_comments(tmp_path: 
         "inner:         # a mapping\n"
         "  key: 'x # y' # after a quoted hash\n"
         "bare: 1\n"
+        "items:         # a block list\n"
+        "  - 1\n"
+        "  - 2\n"
     )
     cfg = gen.parse(path, root=tmp_path)
     assert cfg.header == ["What the option is for."]
@@ -88,7 +91,9 @@ def test_comment_parser_reads_leading_trailing_and_continued_comments(tmp_path: 
         "inner": ("", "a mapping"),
         "inner.key": ("'x # y'", "after a quoted hash"),
         "bare": ("1", ""),
+        "items": ("", "a block list"),
     }
+    assert [k.block for k in cfg.keys if k.path == "items"] == ["- 1\n- 2"]
 
 
 def test_readme_fits_on_a_screen_and_its_links_resolve() -> None:
