@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import torch
-import yaml
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from search.evaluation import build_evaluator, distributed, evaluator_for
+from search.export import export_best
 from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
@@ -49,6 +48,7 @@ class Setup:
     close: Callable[[], None] | None = None  # releases workers (Ray) when the search ends
     metrics: tuple[str, ...] = ("accuracy",)  # quality metrics the validations give, main first
     task: str = "tabular benchmark"  # what the validations score, for error messages
+    evaluator: Callable[[], Any] | None = None  # the local evaluator (exports the best subnets)
 
 
 def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
@@ -119,13 +119,18 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
         # the whole batch at once: the workers measure it in parallel, each result is stored
         # the moment it and all before it are known
         validate = scope.memoize(ray_evaluator, batch_size=None)
+
+        def local_evaluator() -> Any:  # built only to export the best subnets
+            return build_evaluator(evaluator_cls, supernet, record["data_config"], options)
+
         return Setup(supernet.space, validate, cost, str(ckpt), supernet,
-                     scope, close=ray_evaluator.close, metrics=metrics, task=task)
+                     scope, close=ray_evaluator.close, metrics=metrics, task=task,
+                     evaluator=local_evaluator)
     evaluator = build_evaluator(evaluator_cls, supernet, record["data_config"], options)
     scope = store.scope(supernet.space.name, fingerprint, evaluator.settings())
     cost = cost_model.bind(supernet, store=store, checkpoint=fingerprint)
     return Setup(supernet.space, scope.memoize(evaluator), cost, str(ckpt), supernet, scope,
-                 metrics=metrics, task=task)
+                 metrics=metrics, task=task, evaluator=lambda: evaluator)
 
 
 def _benchmark_setup(cfg: DictConfig) -> Setup:
@@ -222,20 +227,6 @@ def check_constraints(problem: Problem) -> None:
             )
 
 
-def export_best(result: SearchResult, supernet: Supernet | None, out_dir: Path) -> Path:
-    """Each constraint's best subnet: its arch as YAML and, with a supernet, the static model."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, row in result.best.items():
-        if row is None:
-            continue
-        stem = out_dir / f"best_{name}"
-        info = {"arch_id": row.arch_id, "arch": row.arch.to_dict(), "metrics": dict(row.metrics)}
-        stem.with_suffix(".yaml").write_text(yaml.safe_dump(info, sort_keys=False))
-        if supernet is not None:
-            torch.save(supernet.export_subnet(row.arch), stem.with_suffix(".pt"))
-    return out_dir
-
-
 def run(cfg: DictConfig) -> SearchResult:
     """Run one search as configured and write its report."""
     set_threads(cfg.get("threads"))
@@ -277,7 +268,7 @@ def _search(cfg: DictConfig, setup: Setup, console: Console, output_dir: Path) -
             log.info("validations measured now: %d, reused from the store: %d",
                      setup.scope.misses, setup.scope.hits)
         files = write_report(result, output_dir, extra_summary=facts, console=console)
-        best_dir = export_best(result, setup.supernet, output_dir / "best")
+        best_dir = export_best(result, output_dir / "best", setup.evaluator)
         log_result(wb, result, files, model_path=best_dir if setup.supernet else None)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log.info("results in %s", output_dir)

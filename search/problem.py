@@ -23,6 +23,7 @@ METRICS: dict[str, tuple[bool, float]] = {
     "bleu": (True, 100.0),
     "loss": (False, 0.0),
     "latency_ms": (False, 0.0),
+    "cpu_time_ms": (False, 0.0),
     "macs": (False, 0.0),
     "params": (False, 0.0),
     "energy_mj": (False, 0.0),

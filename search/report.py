@@ -43,6 +43,7 @@ LABELS = {
     "bleu": "BLEU",
     "loss": "validation loss",
     "latency_ms": "latency (ms)",
+    "cpu_time_ms": "CPU time (ms)",
     "macs": "MACs",
     "params": "parameters",
     "energy_mj": "energy (mJ)",
