@@ -26,7 +26,7 @@ from search.report import write_report
 from search.results import SearchResult
 from search.store import Store, checkpoint_fingerprint
 from search.tracking import WandbProgress, log_result, wandb_run
-from supernet.checkpoint import load_supernet, read_checkpoint
+from supernet.checkpoint import load_supernet, read_record
 from supernet.errors import CheckpointError
 from supernet.protocol import Supernet
 from supernet.runtime import set_threads, wandb_group
@@ -59,7 +59,7 @@ def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
     )
     for path in candidates:
         try:
-            record = read_checkpoint(path)["nas"]
+            record = read_record(path)
         except CheckpointError:
             continue
         if record["supernet_class"] == supernet_class:
@@ -97,7 +97,7 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
     ckpt = cfg.get("ckpt_path") or find_latest_checkpoint(cfg.paths.log_dir, supernet_class)
     if not cfg.get("ckpt_path"):
         log.info("using the latest %s checkpoint: %s", supernet_class.rsplit(".", 1)[-1], ckpt)
-    supernet, record = load_supernet(ckpt)
+    supernet, record = load_supernet(ckpt, trusted=bool(cfg.get("ckpt_trusted")))
     if record["supernet_class"] != supernet_class:
         raise CheckpointError(
             f"checkpoint {ckpt} holds a {record['space']!r} supernet "
