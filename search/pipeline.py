@@ -21,6 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from search.evaluation import build_evaluator, distributed, evaluator_for
 from search.export import export_best
+from search.mathnas.table import BlockTable
+from search.mathnas.table_only import report_solution, solve_table_file, table_constraints
 from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
@@ -227,12 +229,42 @@ def check_constraints(problem: Problem) -> None:
             )
 
 
-def run(cfg: DictConfig) -> SearchResult:
-    """Run one search as configured and write its report."""
+def solves_table_only(cfg: DictConfig) -> bool:
+    """MathNAS given a block table and no checkpoint (nor benchmark) solves the table alone."""
+    strategy = cfg.get("strategy") or {}
+    return (
+        str(strategy.get("_target_", "")).endswith(".MathNAS")
+        and bool(strategy.get("block_table"))
+        and not cfg.get("ckpt_path")
+        and cfg.get("space") is None
+    )
+
+
+def run_table_only(cfg: DictConfig, console: Console, output_dir: Path) -> dict[str, Any]:
+    """Solve `strategy.block_table` under the configured constraints, with no supernet."""
+    table = BlockTable.load(cfg.strategy.block_table)
+    constraints = table_constraints(
+        table, cfg.get("constraints") or {}, cfg.get("relative_constraints") or {}
+    )
+    log.info("solving block table %s alone (no checkpoint given: nothing is validated)",
+             cfg.strategy.block_table)
+    solution = solve_table_file(
+        cfg.strategy.block_table, constraints, bool(cfg.strategy.flops_correction),
+        int(cfg.strategy.top_k), cfg.strategy.get("time_limit"), str(cfg.strategy.engine),
+    )
+    path = report_solution(solution, output_dir, console)
+    log.info("solution in %s", path)
+    return solution
+
+
+def run(cfg: DictConfig) -> SearchResult | dict[str, Any]:
+    """Run one search as configured and write its report (a block table alone: its solution)."""
     set_threads(cfg.get("threads"))
     console = Console()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if solves_table_only(cfg):
+        return run_table_only(cfg, console, output_dir)
     cost_model = None
     if cfg.get("space") is None:
         cost_model = instantiate(cfg.hardware)
