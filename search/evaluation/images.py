@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
-from supernet.calibration import evaluate_accuracy, recalibrate_bn
+from supernet.calibration import evaluate_accuracy, recalibrate_bn, resize
 from supernet.protocol import Supernet
 from supernet.space import Arch
 
@@ -57,12 +58,25 @@ class ClassificationEvaluator:
             "val_images": self.val_images,
         }
 
-    def score(self, arch: Arch) -> dict[str, float]:
+    def deployable(self, arch: Arch) -> nn.Module:
+        """The static subnet exactly as it is scored: exported, BatchNorm recalibrated, eval."""
         net = self.supernet.export_subnet(arch).to(self.device)
         net.to(memory_format=torch.channels_last)
+        recalibrate_bn(net, self.calibration, arch.get("resolution"), self.device)
+        return net.eval()
+
+    def score_model(self, model: nn.Module, arch: Arch) -> dict[str, float]:
+        """Score a static model of `arch` as it is (no recalibration): re-validates exports."""
         resolution = arch.get("resolution")
-        recalibrate_bn(net, self.calibration, resolution, self.device)
-        return {"accuracy": evaluate_accuracy(net, self.validation, resolution, self.device)}
+        return {"accuracy": evaluate_accuracy(model, self.validation, resolution, self.device)}
+
+    def example_inputs(self, arch: Arch, batch_size: int = 1) -> tuple[torch.Tensor, ...]:
+        """One input batch of `arch`'s resolution, as the exported model takes it."""
+        images = next(iter(self.validation))[0][:batch_size]
+        return (resize(images, arch.get("resolution")).to(self.device),)
+
+    def score(self, arch: Arch) -> dict[str, float]:
+        return self.score_model(self.deployable(arch), arch)
 
     def __call__(self, archs: Sequence[Arch]) -> list[dict[str, float]]:
         return [self.score(a) for a in archs]
