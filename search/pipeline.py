@@ -51,6 +51,7 @@ class Setup:
     metrics: tuple[str, ...] = ("accuracy",)  # quality metrics the validations give, main first
     task: str = "tabular benchmark"  # what the validations score, for error messages
     evaluator: Callable[[], Any] | None = None  # the local evaluator (exports the best subnets)
+    analytic_cost: Any = None  # the free part of `cost` when `cost` also measures latency
 
 
 def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
@@ -127,12 +128,13 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
 
         return Setup(supernet.space, validate, cost, str(ckpt), supernet,
                      scope, close=ray_evaluator.close, metrics=metrics, task=task,
-                     evaluator=local_evaluator)
+                     evaluator=local_evaluator, analytic_cost=getattr(cost_model, "analytic", None))
     evaluator = build_evaluator(evaluator_cls, supernet, record["data_config"], options)
     scope = store.scope(supernet.space.name, fingerprint, evaluator.settings())
     cost = cost_model.bind(supernet, store=store, checkpoint=fingerprint)
     return Setup(supernet.space, scope.memoize(evaluator), cost, str(ckpt), supernet, scope,
-                 metrics=metrics, task=task, evaluator=lambda: evaluator)
+                 metrics=metrics, task=task, evaluator=lambda: evaluator,
+                 analytic_cost=getattr(cost_model, "analytic", None))
 
 
 def _benchmark_setup(cfg: DictConfig) -> Setup:
@@ -172,6 +174,7 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
         cost=setup.cost,
         budget=int(cfg.budget),
         reference=dict(cfg.get("reference") or {}),
+        analytic_cost=setup.analytic_cost,
     )
     check_constraints(problem)
     return problem
