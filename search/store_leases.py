@@ -132,7 +132,7 @@ class Leases:
                 "arch_id = ? AND settings_key = ?",
                 (key[0], key[1], arch_id, key[2]),
             ).fetchone()
-            if claim is not None:
+            if claim is not None and claim[0] != self.owner:  # its own (a failed release): renew
                 holder = Holder(str(claim[0]), float(claim[1]))
                 if holder.expires > now and owner_alive(holder.owner):
                     out.held[arch_id] = holder

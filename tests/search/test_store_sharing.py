@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.bench_shared_store import run_search
-from search.store import Store
+from search.store import Store, StoreError
 from search.store_leases import owner_alive
 from supernet.space import Decision, SearchSpace
 
@@ -193,3 +193,17 @@ def test_failed_measurement_frees_its_claims_at_once(tmp_path: Path) -> None:
     assert other.claim("toy", "ck", ACC, ids).mine == ids  # nobody has to wait for a lease
     other.release("toy", "ck", ACC, ids)
     assert len(Store(db)) == 1  # a store that existed before is kept
+
+
+def test_the_lease_is_a_search_setting(make_cfg, tmp_path: Path) -> None:
+    from search.pipeline import open_store
+
+    db = tmp_path / "s.sqlite"
+    store = open_store(make_cfg("search", f"store_path={db}", "store_lease_seconds=7"),
+                       tmp_path / "x.ckpt", "f" * 64)
+    assert store.leases.seconds == 7 and store.bound_checkpoint == "f" * 64
+    assert open_store(make_cfg("search", f"store_path={db}"), tmp_path / "x.ckpt",
+                      "f" * 64).leases.seconds == 180
+    with pytest.raises(StoreError, match="store_lease_seconds"):
+        open_store(make_cfg("search", f"store_path={db}", "store_lease_seconds=0"),
+                   tmp_path / "x.ckpt", "f" * 64)
