@@ -27,6 +27,7 @@ from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
 from search.store import Store, checkpoint_fingerprint
+from search.store_leases import DEFAULT_LEASE_SECONDS
 from search.tracking import WandbProgress, log_result, wandb_run
 from supernet.checkpoint import load_supernet, read_record
 from supernet.errors import CheckpointError
@@ -84,13 +85,15 @@ def open_store(cfg: DictConfig, ckpt: Path, fingerprint: str) -> Store:
 
     Default: `measurements/<fingerprint>.sqlite` beside the checkpoint's run, bound to it. An
     explicit `store_path` is bound too (and refuses another checkpoint's measurements) unless
-    `store_shared=true` makes it a cache shared by many checkpoints, keyed by each.
+    `store_shared=true` makes it a cache shared by many checkpoints, keyed by each. Runs
+    on one store share their work: what one measures, the others wait for and reuse.
     """
     if cfg.get("store_path"):
         path = Path(cfg.store_path)
     else:
         path = ckpt.resolve().parent.parent / "measurements" / f"{fingerprint[:16]}.sqlite"
-    store = Store(path, checkpoint=None if cfg.get("store_shared") else fingerprint)
+    store = Store(path, checkpoint=None if cfg.get("store_shared") else fingerprint,
+                  lease_seconds=cfg.get("store_lease_seconds", DEFAULT_LEASE_SECONDS))
     log.info("measurement store: %s", path)
     return store
 
