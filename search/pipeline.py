@@ -27,7 +27,7 @@ from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
 from search.store import Store, checkpoint_fingerprint
-from search.store_leases import DEFAULT_LEASE_SECONDS
+from search.store.leases import DEFAULT_LEASE_SECONDS
 from search.tracking import WandbProgress, log_result, wandb_run
 from supernet.checkpoint import load_supernet, read_record
 from supernet.errors import CheckpointError

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from search.store import Store, StoreError
-from search.store_salvage import main as salvage_main
+from search.store.salvage import main as salvage_main
 from supernet.space import Decision, SearchSpace
 from tests.conftest import ROOT
 
@@ -39,7 +39,7 @@ def _filled(path: Path, n: int, checkpoint: str | None = None) -> Path:
 
 def _command(message: str) -> list[str]:
     """The salvage command a message names (between backticks)."""
-    match = re.search(r"`(python -m search\.store_salvage [^`]+)`", message)
+    match = re.search(r"`(python -m search\.store\.salvage [^`]+)`", message)
     assert match, message
     return shlex.split(match.group(1))
 
@@ -91,7 +91,7 @@ def test_a_row_with_unparsable_metrics_is_a_message_and_is_skipped(tmp_path: Pat
     with pytest.raises(StoreError, match=r"metrics is not JSON.*4 of its measurements are "
                                          r"readable \(1 unreadable row\(s\) will be skipped\)"):
         store.get("toy", "ck", ARCHS[3].arch_id, ACC)
-    with pytest.raises(StoreError, match="search.store_salvage"):
+    with pytest.raises(StoreError, match="search.store.salvage"):
         store.rows()
     store.close()
     assert _digest(db) == before
@@ -138,7 +138,7 @@ def unprivileged(monkeypatch: pytest.MonkeyPatch) -> None:
         need = {os.R_OK: 0o400, os.W_OK: 0o200, os.X_OK: 0o100}
         return all(bits & bit for flag, bit in need.items() if mode & flag)
 
-    monkeypatch.setattr("search.store_errors.os.access", access)
+    monkeypatch.setattr("search.store.errors.os.access", access)
 
 
 def test_a_read_only_store_is_refused_before_any_measurement(tmp_path: Path, unprivileged) -> None:

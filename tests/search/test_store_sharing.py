@@ -16,7 +16,7 @@ import pytest
 
 from bench.bench_shared_store import run_search
 from search.store import Store, StoreError
-from search.store_leases import owner_alive
+from search.store.leases import owner_alive
 from supernet.space import Decision, SearchSpace
 
 SPACE = SearchSpace("toy", [Decision("a", tuple(range(10))), Decision("b", (1, 2))])
@@ -99,7 +99,7 @@ def test_killed_run_is_taken_over_at_once_and_nothing_is_lost(tmp_path: Path, ca
     assert expires > time.time() + 60 and not owner_alive(owner)
 
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="search.store_leases"):
+    with caplog.at_level(logging.WARNING, logger="search.store.leases"):
         run_search(str(db), str(tmp_path / "calls_b.txt"), str(tmp_path / "out_b.json"),
                    budget=budget, sleep=0.0, lease_seconds=120)
     assert time.monotonic() - started < 30  # its 120 s lease was not waited out

@@ -1,6 +1,6 @@
 """What survives of a damaged measurement store, copied into a new one.
 
-    python -m search.store_salvage OLD.sqlite NEW.sqlite
+    python -m search.store.salvage OLD.sqlite NEW.sqlite
 
 OLD is only read, never written: immutably when no write-ahead log lies beside it, read-only
 otherwise (so rows still in the log are read too). A damaged page stops the scan of a table,
@@ -23,7 +23,7 @@ from typing import Any
 
 from supernet.errors import NASError
 
-COMMAND = "python -m search.store_salvage"
+COMMAND = "python -m search.store.salvage"
 MEASUREMENT_COLUMNS = ("space", "checkpoint", "arch_id", "settings_key", "metrics", "info",
                        "created")
 
@@ -141,7 +141,7 @@ def damage_message(path: str | Path, reason: str) -> str:
 
 def salvage(old: str | Path, new: str | Path) -> Survey:
     """Copy every readable row of the store `old` into the new store `new`."""
-    from search.store import SCHEMA_VERSION, Store, StoreError  # (search.store imports us)
+    from search.store.database import SCHEMA_VERSION, Store, StoreError  # (search.store imports us)
 
     old, new = Path(old), Path(new)
     if not old.is_file():

@@ -12,7 +12,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from search.store_salvage import damage_message
+from search.store.salvage import damage_message
 from supernet.errors import NASError
 
 # SQLite result codes (the low byte of an extended code) that name what went wrong

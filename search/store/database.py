@@ -7,10 +7,10 @@ checkpoint never returns a stale figure. Every write is its own transaction in W
 process killed mid-batch keeps every row it had written.
 
 Runs sharing a store share their work: a measurement in progress is claimed (see
-`search.store_leases`), and a run that wants it waits for the result. The file is created by
+`search.store.leases`), and a run that wants it waits for the result. The file is created by
 the first write, so a run that fails before measuring anything leaves no store behind; a
 damaged file is reported with the number of readable rows and the command that copies them
-into a new store (`search.store_salvage`), and is never modified.
+into a new store (`search.store.salvage`), and is never modified.
 
 Schema (version 1)::
 
@@ -35,13 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.store_errors import StoreError, check_path, damaged, sqlite_error
-from search.store_keys import canonical_json, checkpoint_fingerprint, settings_key
-from search.store_leases import DEFAULT_LEASE_SECONDS, Claimed, Leases
+from search.store.errors import StoreError, check_path, damaged, sqlite_error
+from search.store.keys import canonical_json, checkpoint_fingerprint, settings_key
+from search.store.leases import DEFAULT_LEASE_SECONDS, Claimed, Leases
 from supernet.space import Arch
 
 if TYPE_CHECKING:
-    from search.store_scope import Scope
+    from search.store.scope import Scope
 
 __all__ = ["SCHEMA_VERSION", "Record", "Store", "StoreError", "checkpoint_fingerprint",
            "settings_key"]
@@ -100,7 +100,7 @@ class Store:
             run directory's own store; leave it out for a store shared across checkpoints.
         timeout: seconds to wait for another process's write lock.
         lease_seconds: how long a claim on a measurement in progress lasts without renewal
-            (renewed every third of it while this object works; see `search.store_leases`).
+            (renewed every third of it while this object works; see `search.store.leases`).
     """
 
     def __init__(
@@ -348,7 +348,7 @@ class Store:
             conn.execute("INSERT OR REPLACE INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?)", row)
             self.leases.release(conn, (space, checkpoint, key), [arch_id])
 
-    # --- claims (see search.store_leases) --------------------------------------------------
+    # --- claims (see search.store.leases) --------------------------------------------------
     def claim(
         self,
         space: str,
@@ -429,7 +429,7 @@ class Store:
     # --- caching helpers -------------------------------------------------------------------
     def scope(self, space: str, checkpoint: str, settings: Mapping[str, Any]) -> Scope:
         """The part of the store for one (space, checkpoint, settings): get/put by arch."""
-        from search.store_scope import Scope
+        from search.store.scope import Scope
 
         return Scope(self, space, checkpoint, dict(settings))
 

@@ -3,7 +3,7 @@
 `Scope.memoize` wraps a batch measurement function (an evaluator) and `Scope.cached` a
 one-arch function (a cost model). Before computing, a run claims what it is about to measure;
 what another run has claimed is left to that run and its stored result is used (the run
-measures everything else first, then waits). See `search.store_leases` for the claims.
+measures everything else first, then waits). See `search.store.leases` for the claims.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from search.store import BatchFn, Metrics, StoreError
-from search.store_keys import canonical_json
-from search.store_leases import Holder
+from search.store.database import BatchFn, Metrics, StoreError
+from search.store.keys import canonical_json
+from search.store.leases import Holder
 from supernet.space import Arch
 
 if TYPE_CHECKING:
-    from search.store import Store
+    from search.store.database import Store
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from search.store_errors import StoreError
+from search.store.errors import StoreError
 
 
 def canonical_json(value: Any) -> str:
