@@ -27,6 +27,7 @@ from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
 from search.store import Store, checkpoint_fingerprint
+from search.store.leases import DEFAULT_LEASE_SECONDS
 from search.tracking import WandbProgress, log_result, wandb_run
 from supernet.checkpoint import load_supernet, read_record
 from supernet.errors import CheckpointError
@@ -51,6 +52,7 @@ class Setup:
     metrics: tuple[str, ...] = ("accuracy",)  # quality metrics the validations give, main first
     task: str = "tabular benchmark"  # what the validations score, for error messages
     evaluator: Callable[[], Any] | None = None  # the local evaluator (exports the best subnets)
+    analytic_cost: Any = None  # the free part of `cost` when `cost` also measures latency
 
 
 def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
@@ -83,13 +85,15 @@ def open_store(cfg: DictConfig, ckpt: Path, fingerprint: str) -> Store:
 
     Default: `measurements/<fingerprint>.sqlite` beside the checkpoint's run, bound to it. An
     explicit `store_path` is bound too (and refuses another checkpoint's measurements) unless
-    `store_shared=true` makes it a cache shared by many checkpoints, keyed by each.
+    `store_shared=true` makes it a cache shared by many checkpoints, keyed by each. Runs
+    on one store share their work: what one measures, the others wait for and reuse.
     """
     if cfg.get("store_path"):
         path = Path(cfg.store_path)
     else:
         path = ckpt.resolve().parent.parent / "measurements" / f"{fingerprint[:16]}.sqlite"
-    store = Store(path, checkpoint=None if cfg.get("store_shared") else fingerprint)
+    store = Store(path, checkpoint=None if cfg.get("store_shared") else fingerprint,
+                  lease_seconds=cfg.get("store_lease_seconds", DEFAULT_LEASE_SECONDS))
     log.info("measurement store: %s", path)
     return store
 
@@ -127,12 +131,13 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
 
         return Setup(supernet.space, validate, cost, str(ckpt), supernet,
                      scope, close=ray_evaluator.close, metrics=metrics, task=task,
-                     evaluator=local_evaluator)
+                     evaluator=local_evaluator, analytic_cost=getattr(cost_model, "analytic", None))
     evaluator = build_evaluator(evaluator_cls, supernet, record["data_config"], options)
     scope = store.scope(supernet.space.name, fingerprint, evaluator.settings())
     cost = cost_model.bind(supernet, store=store, checkpoint=fingerprint)
     return Setup(supernet.space, scope.memoize(evaluator), cost, str(ckpt), supernet, scope,
-                 metrics=metrics, task=task, evaluator=lambda: evaluator)
+                 metrics=metrics, task=task, evaluator=lambda: evaluator,
+                 analytic_cost=getattr(cost_model, "analytic", None))
 
 
 def _benchmark_setup(cfg: DictConfig) -> Setup:
@@ -172,6 +177,7 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
         cost=setup.cost,
         budget=int(cfg.budget),
         reference=dict(cfg.get("reference") or {}),
+        analytic_cost=setup.analytic_cost,
     )
     check_constraints(problem)
     return problem

@@ -87,6 +87,8 @@ class Problem:
         budget: number of validations allowed.
         reference: hypervolume reference point per objective, in the metric's own units
             (default: 0 for maximised metrics, the largest arch's cost for costs).
+        analytic_cost: the costs that are free to compute (MACs, parameters), when `cost`
+            also measures expensive ones (latency); None: every cost of `cost` is cheap.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Problem:
         cost: Cost,
         budget: int,
         reference: Mapping[str, float] | None = None,
+        analytic_cost: Cost | None = None,
     ) -> None:
         if budget <= 0:
             raise ProblemError(f"budget must be a positive number of validations, got {budget}")
@@ -111,6 +114,8 @@ class Problem:
         self.budget = int(budget)
         self._validate = validate
         self._cost = cost
+        self._analytic_cost = analytic_cost
+        self._analytic_cache: dict[str, dict[str, float]] = {}
         self.history: list[Evaluation] = []
         self._seen: dict[str, Evaluation] = {}
         # validations kept out of the result (e.g. subnets that only score a predictor):
@@ -154,6 +159,15 @@ class Problem:
         if arch.arch_id not in self._cost_cache:
             self._cost_cache[arch.arch_id] = {k: float(v) for k, v in self._cost(arch).items()}
         return self._cost_cache[arch.arch_id]
+
+    def analytic_cost(self, arch: Arch) -> dict[str, float]:
+        """The free costs of `arch` (all of `cost` when no analytic part was given)."""
+        if self._analytic_cost is None:
+            return self.cost(arch)
+        if arch.arch_id not in self._analytic_cache:
+            self._analytic_cache[arch.arch_id] = {
+                k: float(v) for k, v in self._analytic_cost(arch).items()}
+        return self._analytic_cache[arch.arch_id]
 
     def evaluate(self, archs: Sequence[Arch]) -> list[Measurement]:
         """Validate `archs` (cost included); already validated archs are not counted again.

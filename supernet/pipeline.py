@@ -99,8 +99,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     module.data_config = data_config  # not through instantiate: it would build the datamodule
     loggers = build_loggers(cfg)
+    sharding = {"use_distributed_sampler": False} if getattr(
+        datamodule, "shards_batches", False) else {}  # its own sampler splits the batches
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg)
+        cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg), **sharding
     )
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
