@@ -62,7 +62,9 @@ class InputConventions:
     start_index: int | None = None
 
     @classmethod
-    def fairseq(cls, pad_index: int, eos_index: int, enc_dim: int, dec_dim: int) -> InputConventions:
+    def fairseq(
+        cls, pad_index: int, eos_index: int, enc_dim: int, dec_dim: int
+    ) -> InputConventions:
         """fairseq's conventions for a model whose largest widths are `enc_dim`, `dec_dim`."""
         return cls(pad_index + 1, enc_dim, dec_dim, eos_index)
 

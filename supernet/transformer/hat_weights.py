@@ -88,6 +88,7 @@ def hat_plan(keys: list[str], qkv_dim: int, state: Mapping[str, Any]) -> dict[st
 def hat_config(arch: Mapping[str, Any], encoder_layers: int, decoder_layers: int) -> dict:
     """HAT's `set_sample_config` dict for our `arch` (per-layer lists padded to full depth)."""
     layers = int(arch["dec_layers"])
+    enc_range, dec_range = range(1, 1 + encoder_layers), range(1, 1 + decoder_layers)
 
     def dec(field: str, i: int) -> int:
         return int(arch[f"dec_l{min(i, layers)}_{field}"])
@@ -96,22 +97,16 @@ def hat_config(arch: Mapping[str, Any], encoder_layers: int, decoder_layers: int
         "encoder": {
             "encoder_embed_dim": int(arch["enc_embed"]),
             "encoder_layer_num": encoder_layers,
-            "encoder_ffn_embed_dim": [int(arch[f"enc_l{i}_ffn"]) for i in range(1, 1 + encoder_layers)],
-            "encoder_self_attention_heads": [
-                int(arch[f"enc_l{i}_heads"]) for i in range(1, 1 + encoder_layers)
-            ],
+            "encoder_ffn_embed_dim": [int(arch[f"enc_l{i}_ffn"]) for i in enc_range],
+            "encoder_self_attention_heads": [int(arch[f"enc_l{i}_heads"]) for i in enc_range],
         },
         "decoder": {
             "decoder_embed_dim": int(arch["dec_embed"]),
             "decoder_layer_num": layers,
-            "decoder_ffn_embed_dim": [dec("ffn", i) for i in range(1, 1 + decoder_layers)],
-            "decoder_self_attention_heads": [dec("heads", i) for i in range(1, 1 + decoder_layers)],
-            "decoder_ende_attention_heads": [
-                dec("ende_heads", i) for i in range(1, 1 + decoder_layers)
-            ],
-            "decoder_arbitrary_ende_attn": [
-                _ENDE[dec("ende", i)] for i in range(1, 1 + decoder_layers)
-            ],
+            "decoder_ffn_embed_dim": [dec("ffn", i) for i in dec_range],
+            "decoder_self_attention_heads": [dec("heads", i) for i in dec_range],
+            "decoder_ende_attention_heads": [dec("ende_heads", i) for i in dec_range],
+            "decoder_arbitrary_ende_attn": [_ENDE[dec("ende", i)] for i in dec_range],
         },
     }
 

@@ -130,7 +130,9 @@ def save_hat(encoder: Any, decoder: Any, path: Path) -> Path:
 
 
 @torch.no_grad()
-def hat_log_probs(encoder: Any, decoder: Any, src: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+def hat_log_probs(
+    encoder: Any, decoder: Any, src: torch.Tensor, prev: torch.Tensor
+) -> torch.Tensor:
     """Teacher-forced log-probabilities of HAT's model (`prev` starts with end-of-sentence)."""
     out = encoder(src, None)
     return F.log_softmax(decoder(prev, out)[0].float(), dim=-1)
