@@ -1,8 +1,9 @@
 """Validation of subnets on a trained supernet: what a search's budget counts.
 
 For image classification, a subnet is exported as a static network, its BatchNorm
-statistics are re-estimated on the fixed calibration subset of training images, and it is
-scored on the validation split (never the test split). The settings that change the number
+statistics are re-estimated on the fixed calibration subset of training images (OFA's
+protocol), and it is scored on the validation split (never the test split), streamed batch by
+batch. The settings that change the number
 are part of the store key.
 
 Which evaluator scores a checkpoint follows from the checkpoint itself (`evaluator_for`): a
@@ -11,15 +12,18 @@ translation supernet's subnets get BLEU (search.translation_evaluator), the othe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
 from hydra.utils import instantiate
+from torch.utils.data import DataLoader, Subset
 
 from search.translation_evaluator import TranslationEvaluator
 from supernet.calibration import evaluate_accuracy, recalibrate_bn
 from supernet.data.translation.vocab import Vocabulary
+from supernet.errors import ConfigError
 from supernet.protocol import Supernet
 from supernet.space import Arch
 
@@ -34,14 +38,48 @@ class Evaluator(Protocol):
     def settings(self) -> dict[str, Any]: ...
 
 
+def evaluation_device(device: str | torch.device) -> torch.device:
+    """`evaluation.device` as a torch device; one clear error when CUDA is asked but absent."""
+    try:
+        found = torch.device("cuda" if str(device).lower() == "gpu" else device)
+    except RuntimeError:
+        raise ConfigError(f"evaluation.device={device!r} is no device; use cpu or cuda") from None
+    if found.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"evaluation.device={device} needs a CUDA GPU, none is visible "
+            "(torch.cuda.is_available() is False); use evaluation.device=cpu"
+        )
+    return found
+
+
+def _capped(loader: DataLoader, max_images: int | None) -> DataLoader:
+    """`loader` over only the first `max_images` examples of its dataset (same settings)."""
+    dataset: Any = loader.dataset
+    if max_images is None or max_images >= len(dataset):
+        return loader
+    return DataLoader(
+        Subset(dataset, range(max_images)),
+        batch_size=loader.batch_size,
+        shuffle=False,
+        num_workers=loader.num_workers,
+        persistent_workers=loader.num_workers > 0,
+        pin_memory=loader.pin_memory,
+    )
+
+
 class ClassificationEvaluator:
     """Top-1 validation accuracy (percent) after BN recalibration.
+
+    Images stream through the data module's loaders for every subnet, so no split is held in
+    memory (ImageNet's validation images would not fit); the calibration subset is a fixed
+    list of training images in a fixed order, the same for every subnet.
 
     Args:
         supernet: the trained supernet (weights are not changed: subnets are exported).
         datamodule: gives `calibration_loader()` and `val_dataloader()`.
-        device: where subnets run.
+        device: where subnets run (`cuda` needs a visible GPU).
         max_val_batches: cap on validation batches (None: the whole split).
+        max_val_images: cap on validation images, the first ones of the split (None: all).
     """
 
     metric = "accuracy"
@@ -54,16 +92,20 @@ class ClassificationEvaluator:
         datamodule: Any,
         device: str | torch.device = "cpu",
         max_val_batches: int | None = None,
+        max_val_images: int | None = None,
     ) -> None:
+        for name, cap in (("max_val_batches", max_val_batches), ("max_val_images", max_val_images)):
+            if cap is not None and cap < 1:
+                raise ConfigError(f"evaluation.{name} must be ≥ 1 or null, got {cap}")
         self.supernet = supernet
-        self.device = torch.device(device)
+        self.device = evaluation_device(device)
         self.max_val_batches = max_val_batches
-        # materialise the fixed subsets once: every subnet sees exactly the same images
-        self.calibration = list(datamodule.calibration_loader())
-        val = list(datamodule.val_dataloader())
-        self.validation = val if max_val_batches is None else val[:max_val_batches]
-        self.calib_images = sum(int(x.shape[0]) for x, _ in self.calibration)
-        self.val_images = sum(int(x.shape[0]) for x, _ in self.validation)
+        self.calibration = datamodule.calibration_loader()
+        self.validation = _capped(datamodule.val_dataloader(), max_val_images)
+        self.calib_images = len(self.calibration.dataset)
+        self.val_images = len(self.validation.dataset)
+        if max_val_batches is not None and self.validation.batch_size:
+            self.val_images = min(self.val_images, max_val_batches * self.validation.batch_size)
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -73,12 +115,16 @@ class ClassificationEvaluator:
             "val_images": self.val_images,
         }
 
+    def _validation_batches(self) -> Iterable[Any]:
+        return itertools.islice(self.validation, self.max_val_batches)
+
     def score(self, arch: Arch) -> dict[str, float]:
         net = self.supernet.export_subnet(arch).to(self.device)
         net.to(memory_format=torch.channels_last)
         resolution = arch.get("resolution")
         recalibrate_bn(net, self.calibration, resolution, self.device)
-        return {"accuracy": evaluate_accuracy(net, self.validation, resolution, self.device)}
+        accuracy = evaluate_accuracy(net, self._validation_batches(), resolution, self.device)
+        return {"accuracy": accuracy}
 
     def __call__(self, archs: Sequence[Arch]) -> list[dict[str, float]]:
         return [self.score(a) for a in archs]
@@ -94,6 +140,7 @@ class ClassificationEvaluator:
         return {
             "device": evaluation.get("device", "cpu"),
             "max_val_batches": evaluation.get("max_val_batches"),
+            "max_val_images": evaluation.get("max_val_images"),
         }
 
 

@@ -6,6 +6,12 @@ test split) and is scored by corpus sacreBLEU against the references, through th
 here equals `val/bleu_max` of its training run under the same decoding settings. The mean
 token loss under teacher forcing comes along for free and is stored as `loss`.
 
+Two BLEU conventions are reported beside the configured `bleu`, each labelled:
+`bleu_tokenized` scores the tokenized text with hyphenated compounds split (what HAT and the
+WMT'14 papers call BLEU) and `sacrebleu` scores detokenized text with sacreBLEU's own 13a
+tokenizer (Moses-detokenized first when the corpus is Moses-tokenized, as fairseq data-bins
+with subword-nmt BPE are).
+
 Text is tokenised with the checkpoint's own vocabularies, so a corpus whose dictionary was
 learned again (or differs) cannot silently shift every score. Everything that changes the
 numbers (decoding, BLEU tokenizer, which sentences) is in `settings()`, hence in the store key.
@@ -13,7 +19,7 @@ numbers (decoding, BLEU tokenizer, which sentences) is in `settings()`, hence in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +28,8 @@ from supernet.data.translation.vocab import Vocabulary
 from supernet.errors import ConfigError
 from supernet.protocol import Supernet
 from supernet.space import Arch
-from supernet.transformer.evaluation import evaluate_translation
+from supernet.transformer.errors import TranslationDataError
+from supernet.transformer.evaluation import corpus_bleu, evaluate_translation
 
 Batch = dict[str, Any]
 
@@ -54,6 +61,29 @@ def first_sentences(batches: Sequence[Batch], limit: int | None, pad: int) -> li
         out["ntokens"] = int(out["target"].ne(pad).sum())
         kept.append(out)
     return kept
+
+
+def check_vocab_sizes(supernet: Any, datamodule: Any) -> None:
+    """The data's dictionaries must be as large as the supernet's embedding tables."""
+    config = supernet.config() if hasattr(supernet, "config") else {}
+    for side, vocab in (("src", datamodule.src_vocab), ("tgt", datamodule.tgt_vocab)):
+        expected = config.get(f"{side}_vocab_size")
+        if expected is not None and len(vocab) != expected:
+            raise TranslationDataError(
+                f"the data's {'source' if side == 'src' else 'target'} dictionary has "
+                f"{len(vocab)} symbols but the supernet's table has {expected}; use the "
+                "data-bin the weights were trained on (for HAT: its get_preprocessed.sh)"
+            )
+
+
+def moses_detokenizer(vocab: Vocabulary, lang: str | None) -> Callable[[Sequence[str]], list[str]]:
+    """Moses detokenization for Moses-tokenized corpora (subword-nmt BPE), else identity."""
+    if vocab.bpe != "subword_nmt":
+        return list
+    from sacremoses import MosesDetokenizer
+
+    moses = MosesDetokenizer(lang=lang or "en")
+    return lambda lines: [moses.detokenize(line.split()) for line in lines]
 
 
 class TranslationEvaluator:
@@ -110,6 +140,8 @@ class TranslationEvaluator:
             saved = Vocabulary.from_state(dict(vocab["tgt"]))
             saved.check_same(tgt_vocab, "target")
         self.tgt_vocab: Vocabulary = tgt_vocab
+        check_vocab_sizes(supernet, datamodule)
+        self.detokenize = moses_detokenizer(tgt_vocab, getattr(datamodule, "tgt", None))
         # materialise the fixed subset once: every subnet translates exactly the same sentences
         self.validation = first_sentences(
             list(datamodule.val_dataloader()), max_sentences, tgt_vocab.pad_index
@@ -145,7 +177,14 @@ class TranslationEvaluator:
             compound_split=self.compound_split,
             device=self.device,
         )
-        return {"bleu": result.bleu, "loss": result.loss}
+        hyps, refs = result.hypotheses, result.references
+        plain_hyps, plain_refs = self.detokenize(hyps), self.detokenize(refs)
+        return {
+            "bleu": result.bleu,
+            "loss": result.loss,
+            "bleu_tokenized": corpus_bleu(hyps, refs, "none", compound_split=True),
+            "sacrebleu": corpus_bleu(plain_hyps, plain_refs, "13a"),
+        }
 
     def __call__(self, archs: Sequence[Arch]) -> list[dict[str, float]]:
         return [self.score(a) for a in archs]

@@ -26,11 +26,11 @@ import torch
 
 from supernet.errors import CheckpointError, NASError
 from supernet.mobilenetv3.model import MobileNetV3Supernet
-from supernet.mobilenetv3.ofa_weights import normalise_ofa_keys, ofa_plan
+from supernet.mobilenetv3.ofa_weights import normalise_ofa_keys, ofa_plan, to_ofa_state
 from supernet.protocol import Supernet
 from supernet.transformer.hat_weights import hat_plan, ignored_keys
 from supernet.transformer.model import TransformerSupernet
-from supernet.weight_import import WeightMismatchError, import_weights
+from supernet.weight_import import WeightMismatchError, export_weights, import_weights
 
 log = logging.getLogger(__name__)
 State = dict[str, torch.Tensor]
@@ -127,21 +127,41 @@ def _build_hat(spec: Published, state: State) -> Supernet:
     return supernet
 
 
+def _export_ofa(supernet: Any) -> State:
+    return to_ofa_state(supernet.state_dict(), supernet.layout)
+
+
+def _export_hat(supernet: Any) -> State:
+    plan = hat_plan(list(supernet.state_dict()), supernet.config()["qkv_dim"], {})
+    return export_weights(supernet, plan)
+
+
 @dataclass(frozen=True)
 class Format:
-    """A publisher's file layout: where its state dict sits and how it becomes our supernet."""
+    """A publisher's file layout: where its state dict sits, how it becomes our supernet and
+    how ours would look in it."""
 
     container: str  # the checkpoint dict's key holding the state dict
     task: str
     build: Callable[[Published, State], Supernet]
+    export: Callable[[Any], State]
     description: str
 
 
 FORMATS: dict[str, Format] = {
-    "ofa_mbv3": Format("state_dict", "image classification", _build_ofa,
-                       "an Once-for-All MobileNetV3 checkpoint"),
-    "hat": Format("model", "translation", _build_hat, "a HAT (fairseq) SuperTransformer"),
+    "ofa_mbv3": Format("state_dict", "image classification", _build_ofa, _export_ofa,
+                       "a Once-for-All MobileNetV3 checkpoint"),
+    "hat": Format("model", "translation", _build_hat, _export_hat,
+                  "a HAT (fairseq) SuperTransformer"),
 }
+
+
+def save_as_published(spec: Published, supernet: Supernet, path: str | Path) -> Path:
+    """Write `supernet`'s weights as `spec`'s publisher ships them (tests, benchmarks, or
+    handing our weights to the publisher's code)."""
+    fmt = FORMATS[spec.format]
+    torch.save({fmt.container: fmt.export(supernet)}, path)
+    return Path(path)
 
 _OFA_URL = "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/"
 _HAT_URL = "https://www.dropbox.com/s/{}?dl=1"
@@ -218,6 +238,8 @@ def _torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as first:
+        if "Unsupported global" not in str(first):
+            raise
         # fairseq checkpoints may carry training state (numpy scalars) besides the tensors
         log.warning("%s holds Python objects besides tensors; unpickling it in full", path)
         try:

@@ -87,3 +87,21 @@ def import_weights(
             f"this supernet has no place for; {hint}"
         )
     target.load_state_dict(converted, strict=True)
+
+
+def export_weights(source: nn.Module, plan: Mapping[str, Take]) -> dict[str, torch.Tensor]:
+    """The state dict a publisher's file would hold for `source` (the inverse of a plan).
+
+    Row blocks of one tensor (a fused projection's parts) are put back together in row order.
+    """
+    ours = source.state_dict()
+    whole: dict[str, torch.Tensor] = {}
+    blocks: dict[str, list[tuple[int, torch.Tensor]]] = {}
+    for key, take in plan.items():
+        if take.rows is None:
+            whole[take.source] = ours[key].detach().clone()
+        else:
+            blocks.setdefault(take.source, []).append((take.rows[0], ours[key].detach()))
+    for name, parts in blocks.items():
+        whole[name] = torch.cat([t for _, t in sorted(parts, key=lambda p: p[0])])
+    return whole

@@ -124,3 +124,13 @@ def arch_from_ofa(
             values[f"s{u + 1}_b{b + 1}_kernel"] = int(ks[u * per_unit + b])
             values[f"s{u + 1}_b{b + 1}_expand"] = int(e[u * per_unit + b])
     return space.arch(values)
+
+
+def to_ofa_state(state: Mapping[str, torch.Tensor], layout: Layout) -> dict[str, torch.Tensor]:
+    """Our MobileNetV3 state dict under the names OFA publishes (`mobile_inverted_conv`)."""
+    depth = len(layout.units[0])
+    out = {}
+    for key, value in state.items():
+        name = re.sub(r"^(blocks\.\d+)\.conv\.", r"\1.mobile_inverted_conv.", ofa_key(key, depth))
+        out[name] = value
+    return out

@@ -16,6 +16,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -121,11 +122,13 @@ def hat_network(
 
 
 def save_hat(encoder: Any, decoder: Any, path: Path) -> Path:
-    """Save as fairseq (HAT) does: the state dict under `model`, the arguments beside it."""
+    """Save as fairseq (HAT) does: the state dict under `model`, the arguments and training
+    state (numpy scalars among them) beside it."""
     state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
     state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
     args = argparse.Namespace(arch="transformersuper", encoder_embed_dim=640)
-    torch.save({"args": args, "model": state, "optimizer_history": []}, path)
+    extra = {"val_loss": np.float64(4.25), "train_iterator": {"epoch": 3}}
+    torch.save({"args": args, "model": state, "extra_state": extra}, path)
     return path
 
 

@@ -123,3 +123,27 @@ def test_extra_tensor_is_refused(tmp_path: Path) -> None:
     torch.save({"state_dict": state}, tmp_path / "extra.pth")
     with pytest.raises(WeightMismatchError, match="'classifier.extra.weight'.*no place"):
         load_pretrained("ofa_mbv3_w10", path=str(tmp_path / "extra.pth"))
+
+
+@torch.no_grad()
+def test_bn_recalibration_is_ofas(pair: Any, one_thread: None) -> None:
+    """`recalibrate_bn` gives the statistics of OFA's `set_running_statistics`."""
+    pytest.importorskip("ofa")
+    from ofa.imagenet_classification.elastic_nn.utils import set_running_statistics
+
+    from supernet.calibration import recalibrate_bn
+
+    _, ofa, ours = pair
+    arch = ours.space.sample(np.random.default_rng(7))
+    arch = ours.space.arch(arch.replace(resolution=128))
+    ofa.set_active_subnet(**ofa_settings(arch, ours.layout))
+    theirs = ofa.get_active_subnet(preserve_weight=True)
+    mine = ours.export_subnet(arch)
+    torch.manual_seed(2)
+    batches = [(torch.randn(n, 3, 128, 128), torch.zeros(n, dtype=torch.long)) for n in (6, 4)]
+    set_running_statistics(theirs, batches)
+    assert recalibrate_bn(mine, batches, resolution=128) == 10
+    x = batches[0][0]
+    assert _relative(mine.eval()(x), theirs.eval()(x)) < TOLERANCE
+    assert torch.allclose(mine.head.final_expand[1].running_var,
+                          theirs.final_expand_layer.bn.running_var, rtol=1e-5)
