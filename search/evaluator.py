@@ -13,8 +13,8 @@ translation supernet's subnets get BLEU (search.translation_evaluator), the othe
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping, Sequence, Sized
+from typing import Any, Protocol, cast
 
 import torch
 from hydra.utils import instantiate
@@ -102,8 +102,8 @@ class ClassificationEvaluator:
         self.max_val_batches = max_val_batches
         self.calibration = datamodule.calibration_loader()
         self.validation = _capped(datamodule.val_dataloader(), max_val_images)
-        self.calib_images = len(self.calibration.dataset)
-        self.val_images = len(self.validation.dataset)
+        self.calib_images = len(cast(Sized, self.calibration.dataset))
+        self.val_images = len(cast(Sized, self.validation.dataset))
         if max_val_batches is not None and self.validation.batch_size:
             self.val_images = min(self.val_images, max_val_batches * self.validation.batch_size)
 

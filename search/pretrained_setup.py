@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -77,8 +77,7 @@ def check_data(spec: Published, data: dict[str, Any]) -> None:
 def pretrained_source(cfg: DictConfig) -> PretrainedSource:
     """Load `cfg.pretrained`'s supernet and describe it as the pipeline's checkpoint record."""
     spec = published_spec(cfg.pretrained)
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    assert isinstance(data, dict)
+    data = cast(dict[str, Any], OmegaConf.to_container(cfg.data, resolve=True))
     check_data(spec, data)
     supernet, weights = load_published(spec)
     log.info("published supernet %s (%s) from %s", spec.name, FORMATS[spec.format].task, weights)
