@@ -89,32 +89,38 @@ def hat_reference() -> Any:
     return transformer_supernetwork
 
 
-def hat_network(
-    vocab: int, ffn: int, heads: int, shared: bool, seed: int = 0
-) -> tuple[Any, Any]:
-    """HAT's encoder and decoder at width 640, 6 + 6 layers, with random weights.
-
-    `shared=False` gives separate source and target tables and an output matrix of its own
-    (`decoder.embed_out`), as HAT's IWSLT SuperTransformer has.
-    """
-    ts = hat_reference()
+def _dictionary(size: int) -> Any:
     from fairseq.data import Dictionary
 
     dictionary = Dictionary()
-    for i in range(vocab - len(dictionary)):
+    for i in range(size - len(dictionary)):
         dictionary.add_symbol(f"w{i}")
+    return dictionary
+
+
+def hat_network(
+    vocab: int, ffn: int, heads: int, shared: bool, seed: int = 0, tgt_vocab: int | None = None
+) -> tuple[Any, Any]:
+    """HAT's encoder and decoder at width 640, 6 + 6 layers, with random weights.
+
+    `shared=False` gives separate source and target tables (of `tgt_vocab` target symbols)
+    and an output matrix of its own (`decoder.embed_out`), as HAT's IWSLT SuperTransformer has.
+    """
+    ts = hat_reference()
+    dictionary = _dictionary(vocab)
+    target = dictionary if shared or tgt_vocab is None else _dictionary(tgt_vocab)
     torch.manual_seed(seed)
     enc_cfg = {"encoder_embed_dim": 640, "encoder_layers": 6, "encoder_attention_heads": heads,
                "encoder_ffn_embed_dim": ffn, "encoder_embed_path": None}
     dec_cfg = {"decoder_embed_dim": 640, "decoder_layers": 6, "decoder_attention_heads": heads,
                "decoder_ffn_embed_dim": ffn}
     src_table = ts.Embedding(len(dictionary), 640, dictionary.pad())
-    tgt_table = src_table if shared else ts.Embedding(len(dictionary), 640, dictionary.pad())
+    tgt_table = src_table if shared else ts.Embedding(len(target), 640, target.pad())
     encoder = ts.TransformerEncoder(enc_cfg, dictionary, src_table)
-    decoder = ts.TransformerDecoder(dec_cfg, dictionary, tgt_table)
+    decoder = ts.TransformerDecoder(dec_cfg, target, tgt_table)
     if not shared:
         decoder.share_input_output_embed = False
-        decoder.embed_out = torch.nn.Parameter(torch.randn(len(dictionary), 640) * 640**-0.5)
+        decoder.embed_out = torch.nn.Parameter(torch.randn(len(target), 640) * 640**-0.5)
     with torch.no_grad():
         for p in list(encoder.parameters()) + list(decoder.parameters()):
             p.add_(0.05 * torch.randn_like(p))

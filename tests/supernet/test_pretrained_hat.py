@@ -81,10 +81,11 @@ def test_wmt_subtransformers_equal_hat(wmt: tuple[Any, Any, Any], one_thread: No
 
 def test_iwslt_subtransformers_equal_hat(tmp_path: Path, one_thread: None) -> None:
     """IWSLT's space1: separate tables and an output matrix of its own (`decoder.embed_out`)."""
-    encoder, decoder = hat_network(VOCAB, ffn=2048, heads=4, shared=False, seed=1)
+    encoder, decoder = hat_network(VOCAB, ffn=2048, heads=4, shared=False, seed=1, tgt_vocab=52)
     path = save_hat(encoder, decoder, tmp_path / "iwslt.pt")
     ours = load_pretrained("hat_iwslt14deen", path=str(path))
     assert ours.output_proj is not None and ours.src_embed is not ours.tgt_embed
+    assert ours.config()["tgt_vocab_size"] == 52
     worst = _compare(encoder, decoder, ours, _archs(ours.space, 4))
     print(f"\nhat_iwslt14deen: largest log-probability difference {worst:.2e}")
 
