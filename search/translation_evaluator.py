@@ -94,7 +94,7 @@ class TranslationEvaluator:
             exported).
         datamodule: a translation datamodule, set up (gives `val_dataloader()` and its
             vocabularies).
-        device: where subnets run.
+        device: where subnets run (`cuda` needs a visible GPU).
         beam_size: beam width (1: greedy, as the training module's validation by default).
         len_penalty: beam-search length penalty (HAT: 0.6 with beam 4).
         max_len_a, max_len_b: longest output = a × source length + b tokens.
@@ -129,8 +129,10 @@ class TranslationEvaluator:
             raise ConfigError(
                 f"evaluation.translation.max_sentences must be ≥ 1 or null, got {max_sentences}"
             )
+        from search.evaluator import evaluation_device  # that module imports this one
+
         self.supernet = supernet
-        self.device = torch.device(device)
+        self.device = evaluation_device(device)
         self.beam_size, self.len_penalty = int(beam_size), float(len_penalty)
         self.max_len_a, self.max_len_b = float(max_len_a), int(max_len_b)
         self.tokenize, self.compound_split = str(tokenize), bool(compound_split)
