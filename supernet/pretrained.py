@@ -337,7 +337,10 @@ def fetch(spec: Published, path: str | Path | None = None) -> tuple[Path, State]
             f"the cached {file} does not match {spec.name}'s sha256; delete it to download "
             "it again"
         )
-    return file, read_weights(file, spec)
+    try:
+        return file, read_weights(file, spec)
+    except PretrainedError as err:
+        raise PretrainedError(f"{err} (cached file: delete it to download it again)") from None
 
 
 def build_published(spec: Published, state: State) -> Supernet:
