@@ -23,7 +23,6 @@ from tests.supernet.published_references import ofa_network, save_ofa
 
 RESOLUTIONS = (128, 160, 192, 224)
 TOLERANCE = 1e-4  # of the largest logit
-WORST: dict[str, float] = {}  # largest relative differences seen, reported at the end
 
 
 @pytest.fixture(scope="module", params=[1.0, 1.2], ids=["w10", "w12"])
@@ -55,7 +54,7 @@ def test_subnets_equal_ofa(pair: Any, one_thread: None) -> None:
 
     name, ofa, ours = pair
     torch.manual_seed(1)
-    images = torch.randn(2, 3, 224, 224)
+    images = torch.randn(1, 3, 224, 224)
     worst = worst_static = 0.0
     for arch in _archs(ours.space):
         size = arch["resolution"]
@@ -73,7 +72,6 @@ def test_subnets_equal_ofa(pair: Any, one_thread: None) -> None:
         theirs_macs = count_net_flops(subnet, (1, 3, size, size))
         assert ours.macs(arch) == pytest.approx(theirs_macs, rel=1e-6, abs=0)
         worst, worst_static = max(worst, diff), max(worst_static, static)
-    WORST[f"{name} supernet"], WORST[f"{name} static"] = worst, worst_static
     print(f"\n{name}: largest relative logit difference {worst:.2e} (supernet), "
           f"{worst_static:.2e} (exported vs get_active_subnet)")
 
