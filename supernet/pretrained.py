@@ -17,7 +17,7 @@ import logging
 import os
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -54,6 +54,8 @@ class Published:
         sha256: the file's digest, where the publisher gives one (checked after download).
         path: a local copy of the file, used instead of the download.
         cache_dir: where downloads are kept (None: `$XDG_CACHE_HOME/nasframework/pretrained`).
+        trusted: unpickle the file in full (runs code from it) when it holds Python objects
+            besides tensors, numpy data and fairseq's arguments.
     """
 
     name: str
@@ -64,6 +66,7 @@ class Published:
     sha256: str | None = None
     path: str | None = None
     cache_dir: str | None = None
+    trusted: bool = False
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -232,20 +235,35 @@ def published(name: str) -> Published:
 
 
 # --- files --------------------------------------------------------------------------------------
-def _torch_load(path: Path) -> Any:
-    """The file's object: tensors-only unpickling first, full unpickling for training state."""
+def _safe_globals() -> list[Any]:
+    """What fairseq checkpoints hold besides tensors and plain data: their arguments and numpy
+    scalars and arrays of training state; unpickling these runs no code from the file."""
+    import numpy as np
+
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
+    kinds = (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)
+    return [argparse.Namespace, _reconstruct, scalar, np.ndarray, np.dtype,
+            *(type(np.dtype(kind)) for kind in kinds)]
+
+
+def _torch_load(path: Path, trusted: bool) -> Any:
+    """The file's object, unpickled without running code from it unless `trusted`."""
+    if trusted:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as first:
-        if "Unsupported global" not in str(first):
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):
             raise
-        # fairseq checkpoints may carry training state (numpy scalars) besides the tensors
-        log.warning("%s holds Python objects besides tensors; unpickling it in full", path)
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:
-            raise first from None
+        raise PretrainedError(
+            f"{path} holds Python objects besides tensors that loading it would have to run "
+            f"({str(err).split('Unsupported global:')[-1].split(chr(10))[0].strip()}); if you "
+            "trust the file, pass pretrained.trusted=true"
+        ) from None
 
 
 def read_weights(path: str | Path, spec: Published) -> State:
@@ -255,7 +273,9 @@ def read_weights(path: str | Path, spec: Published) -> State:
     if not path.is_file():
         raise PretrainedError(f"no file at {path}; fix pretrained.path (or path=)")
     try:
-        checkpoint = _torch_load(path)
+        checkpoint = _torch_load(path, spec.trusted)
+    except PretrainedError:
+        raise
     except Exception as err:  # torch raises many types for damaged or foreign files
         raise PretrainedError(
             f"{path} is not a complete PyTorch checkpoint ({err.__class__.__name__}); "
@@ -355,11 +375,12 @@ def load_published(spec: Published, path: str | Path | None = None) -> tuple[Sup
     return build_published(spec, state), file
 
 
-def load_pretrained(name: str, path: str | None = None) -> Supernet:
+def load_pretrained(name: str, path: str | None = None, trusted: bool = False) -> Supernet:
     """Our supernet with the published weights of `name` (e.g. `ofa_mbv3_w10`, `hat_wmt14ende`).
 
     Args:
         name: one of `PUBLISHED`.
         path: a local copy of the publisher's file, used instead of the download.
+        trusted: unpickle a file holding other Python objects in full (runs code from it).
     """
-    return load_published(published(name), path)[0]
+    return load_published(replace(published(name), trusted=trusted), path)[0]

@@ -83,7 +83,7 @@ def _run_cli(cfg) -> tuple[int, str]:
     import io
 
     from search.pipeline import run
-    from supernet.cli import run_cli
+    from supernet.runtime import run_cli
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:

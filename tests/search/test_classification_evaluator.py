@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from search.evaluator import ClassificationEvaluator
+from search.evaluation.images import ClassificationEvaluator
 from supernet.calibration import evaluate_accuracy, recalibrate_bn
 from supernet.errors import ConfigError
 from supernet.mobilenetv3 import MobileNetV3Supernet

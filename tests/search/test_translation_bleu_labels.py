@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from search.translation_evaluator import TranslationEvaluator, moses_detokenizer
+from search.evaluation.translation import TranslationEvaluator, moses_detokenizer
 from supernet.data.translation.vocab import Vocabulary
 from supernet.errors import ConfigError
 from supernet.transformer.errors import TranslationDataError

@@ -194,3 +194,17 @@ def test_config_option_states_the_published_facts(name: str) -> None:
     node = yaml.safe_load((CONF_DIR / "pretrained" / f"{name}.yaml").read_text())["pretrained"]
     assert instantiate(node, _convert_="all") == PUBLISHED[name]
     assert (CONF_DIR / "data" / f"{PUBLISHED[name].data}.yaml").is_file()
+
+
+def test_other_python_objects_need_trust(tmp_path: Path) -> None:
+    """Tensors, numpy data and fairseq's arguments load as they are; anything else runs code
+    from the file, so it needs `trusted` (pretrained.trusted=true)."""
+    from fractions import Fraction
+
+    source = write_ofa_file(tmp_path / "plain.pth")
+    state = torch.load(tmp_path / "plain.pth")["state_dict"]
+    torch.save({"state_dict": state, "epoch": Fraction(1, 3)}, tmp_path / "odd.pth")
+    with pytest.raises(PretrainedError, match="pretrained.trusted=true"):
+        load_pretrained("ofa_mbv3_w10", path=str(tmp_path / "odd.pth"))
+    ours = load_pretrained("ofa_mbv3_w10", path=str(tmp_path / "odd.pth"), trusted=True)
+    assert torch.equal(ours.head.classifier.bias, source.head.classifier.bias)
