@@ -43,6 +43,7 @@ GROUPS = {
     "strategy": "the search algorithm",
     "hardware": "the cost model (costs never count against the budget)",
     "space": "a tabular benchmark instead of a supernet",
+    "pretrained": "a published supernet (Once-for-All, HAT) searched instead of a checkpoint",
     "paths": "where data, runs and sweeps live",
     "hydra": "run and sweep directories",
     "hydra/launcher": "where the jobs of a sweep (`-m`) run; without it, one after the other here",

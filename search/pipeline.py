@@ -23,6 +23,7 @@ from search.evaluation import build_evaluator, distributed, evaluator_for
 from search.export import export_best
 from search.mathnas.table import BlockTable
 from search.mathnas.table_only import report_solution, solve_table_file, table_constraints
+from search.pretrained_setup import pretrained_source
 from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
@@ -80,10 +81,13 @@ def class_path(target: str) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def open_store(cfg: DictConfig, ckpt: Path, fingerprint: str) -> Store:
+def open_store(
+    cfg: DictConfig, ckpt: Path, fingerprint: str, store_dir: Path | None = None
+) -> Store:
     """The measurement store of a checkpoint.
 
-    Default: `measurements/<fingerprint>.sqlite` beside the checkpoint's run, bound to it. An
+    Default: `measurements/<fingerprint>.sqlite` beside the checkpoint's run (or in
+    `store_dir`), bound to it. An
     explicit `store_path` is bound too (and refuses another checkpoint's measurements) unless
     `store_shared=true` makes it a cache shared by many checkpoints, keyed by each. Runs
     on one store share their work: what one measures, the others wait for and reuse.
@@ -91,14 +95,16 @@ def open_store(cfg: DictConfig, ckpt: Path, fingerprint: str) -> Store:
     if cfg.get("store_path"):
         path = Path(cfg.store_path)
     else:
-        path = ckpt.resolve().parent.parent / "measurements" / f"{fingerprint[:16]}.sqlite"
+        folder = store_dir or ckpt.resolve().parent.parent / "measurements"
+        path = folder / f"{fingerprint[:16]}.sqlite"
     store = Store(path, checkpoint=None if cfg.get("store_shared") else fingerprint,
                   lease_seconds=cfg.get("store_lease_seconds", DEFAULT_LEASE_SECONDS))
     log.info("measurement store: %s", path)
     return store
 
 
-def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
+def _checkpoint_source(cfg: DictConfig) -> tuple[Supernet, dict[str, Any], Path]:
+    """The supernet of `ckpt_path` (default: the newest of `supernet=`), its record, its path."""
     supernet_class = class_path(cfg.supernet._target_)
     ckpt = cfg.get("ckpt_path") or find_latest_checkpoint(cfg.paths.log_dir, supernet_class)
     if not cfg.get("ckpt_path"):
@@ -110,12 +116,23 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
             f"({record['supernet_class']}), not {supernet_class}; pass the matching supernet= "
             "or another ckpt_path"
         )
+    return supernet, record, Path(ckpt)
+
+
+def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
+    store_dir = None
+    if cfg.get("pretrained"):  # a published supernet: weights from its file, data from cfg
+        source = pretrained_source(cfg)
+        supernet, record, ckpt = source.supernet, source.record, source.weights
+        store_dir = source.store_dir
+    else:
+        supernet, record, ckpt = _checkpoint_source(cfg)
     evaluator_cls = evaluator_for(record)
     metrics, task = tuple(evaluator_cls.metrics), str(evaluator_cls.task)
     resolve_objectives(cfg.objectives, metrics, task, cfg.get("reference"))  # before any data
     options = evaluator_cls.options(cfg.get("evaluation") or {}, record)
     fingerprint = checkpoint_fingerprint(ckpt)
-    store = open_store(cfg, Path(ckpt), fingerprint)
+    store = open_store(cfg, Path(ckpt), fingerprint, store_dir)
     if cfg.get("workers"):  # validations on Ray workers; latency stays here, never concurrent
         ray_evaluator = distributed.from_config(cfg, supernet, record)
         scope = store.scope(supernet.space.name, fingerprint, ray_evaluator.settings())
