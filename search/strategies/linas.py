@@ -241,8 +241,12 @@ class LINAS:
         result = minimize(gene_problem, algorithm, ("n_gen", self.generations), verbose=False)
         pop = result.pop
         rank, crowding = pop.get("rank"), pop.get("crowding")
-        order = (np.lexsort((-np.nan_to_num(crowding.astype(float), posinf=1e300), rank))
-                 if rank is not None and crowding is not None else np.arange(len(pop)))
+        if rank is not None and crowding is not None:  # unranked (a nearly spent space): last
+            rank = np.array([np.inf if r is None else r for r in rank], dtype=float)
+            crowding = np.array([0.0 if c is None else c for c in crowding], dtype=float)
+            order = np.lexsort((-np.nan_to_num(crowding, posinf=1e300), rank))
+        else:
+            order = np.arange(len(pop))
         final = codec.canonical(pop.get("X")[order])
         proposals: list[tuple[Arch, np.ndarray]] = []
         for a, f in zip(codec.decode(final), pop.get("F")[order], strict=True):  # best first
