@@ -74,7 +74,8 @@ class ImageFolderDataModule(ImageDataModule):
         if max(self.resolutions) > image_size:
             raise ConfigError(
                 f"data.resolutions go up to {max(self.resolutions)} but data.image_size is "
-                f"{image_size}; make the largest resolution the image size"
+                f"{image_size}; list sizes up to it, e.g. data.resolutions=[{image_size * 3 // 4},"
+                f"{image_size}]"
             )
         if val_size <= 0:
             raise ConfigError(f"data.val_size must be > 0 (a count, or a fraction < 1), got "
