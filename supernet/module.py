@@ -182,7 +182,7 @@ class SupernetModule(L.LightningModule):
         epoch = self.current_epoch
         self.log("train/phase", float(self.recipe.phase_index(epoch)))
         if self.recipe.sorts_channels_at(epoch) and hasattr(self.supernet, "sort_channels"):
-            self.supernet.sort_channels()
+            self.supernet.sort_channels(self.recipe.expand_stage(epoch))
             for opt in self._optimizers():
                 opt.state.clear()  # momentum buffers follow the old channel order
             if self.ema is not None:  # the average of the old channel order means nothing now

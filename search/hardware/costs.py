@@ -1,6 +1,7 @@
 """Cost models chosen by `hardware=`: analytic MACs/params, or latency measured on a device.
 
 Every cost model answers `cost(arch) -> {"macs", "params"[, "latency_ms", "latency_std_ms"]}`
+(`cpu_time_ms` instead of `latency_ms` when the meter uses the process clock)
 and names the metric the search should use as its cost objective (`objective`), so strategies
 never branch on a hardware name.
 
@@ -219,6 +220,18 @@ class AnalyticCost(CostModel):
         return out
 
 
+def timed_objective(meter: LatencyMeter, objective: str | None) -> str:
+    """The objective of a timed cost model: the meter's metric, or an analytic one."""
+    if objective is None or objective == meter.metric or objective in ("macs", "params"):
+        return objective or meter.metric
+    other = "wall" if meter.clock == "process" else "process"
+    raise HardwareError(
+        f"objective {objective} does not match the meter: clock={meter.clock} measures "
+        f"{meter.metric} (latency is wall time; the process clock gives CPU time); set "
+        f"objective: {meter.metric} or meter.clock={other}"
+    )
+
+
 class MeasuredLatencyCost(CostModel):
     """Measured latency of the exported subnet, plus analytic MACs and params.
 
@@ -229,7 +242,8 @@ class MeasuredLatencyCost(CostModel):
         meter: how to time.
         workload: what to time; default the supernet's `latency_workload(batch_size)` when
             it has one, else `ImageWorkload(batch_size)`.
-        objective: the cost objective (`latency_ms`).
+        objective: the cost objective (default: what the meter measures, `latency_ms` or
+            `cpu_time_ms`).
         analytic: the analytic part (default `AnalyticCost()`).
     """
 
@@ -237,11 +251,12 @@ class MeasuredLatencyCost(CostModel):
         self,
         meter: LatencyMeter,
         workload: Workload | None = None,
-        objective: str = "latency_ms",
+        objective: str | None = None,
         analytic: AnalyticCost | None = None,
     ) -> None:
         super().__init__()
-        self.meter, self.workload, self.objective = meter, workload, objective
+        self.meter, self.workload = meter, workload
+        self.objective = timed_objective(meter, objective)
         self.analytic = analytic or AnalyticCost()
         self._latency: Callable[[Arch], Mapping[str, float]] = self.measure
         self.timed, self.timing_seconds = 0, 0.0

@@ -187,3 +187,20 @@ def test_hardware_configs_instantiate(option: str) -> None:
             cost.check_available()
     else:
         cost.check_available()
+
+
+def test_process_clock_results_are_cpu_time_never_latency() -> None:
+    """Latency is wall time: a process-clock figure is stored and shown as cpu_time_ms."""
+    wall, process = LatencyMeter(repeats=2, warmup=0), LatencyMeter(repeats=2, warmup=0,
+                                                                    clock="process")
+    assert wall.metric == "latency_ms" and process.metric == "cpu_time_ms"
+    assert set(process.measure(lambda: sum(range(1000))).as_metrics()) == {
+        "cpu_time_ms", "cpu_time_std_ms"}
+    assert wall.settings()["metric"] != process.settings()["metric"]  # never one store key
+    cost = MeasuredLatencyCost(process)
+    assert cost.objective == "cpu_time_ms"
+    with pytest.raises(HardwareError, match="clock=process measures cpu_time_ms"):
+        MeasuredLatencyCost(process, objective="latency_ms")
+    cpu_time = instantiate(OmegaConf.load(CONF_DIR / "hardware" / "cpu_time.yaml"))
+    assert cpu_time.objective == "cpu_time_ms"
+    assert instantiate(OmegaConf.load(CONF_DIR / "hardware" / "cpu.yaml")).meter.clock == "wall"
