@@ -52,9 +52,9 @@ def _classifier_keys(
     return out
 
 
-def init_from_checkpoint(supernet: Supernet, path: str | Path) -> list[str]:
+def init_from_checkpoint(supernet: Supernet, path: str | Path, trusted: bool = False) -> list[str]:
     """Load `path`'s supernet weights into `supernet`; returns the re-initialised keys."""
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, trusted=trusted)
     record = checkpoint["nas"]
     cls = type(supernet)
     name = f"{cls.__module__}.{cls.__qualname__}"

@@ -95,12 +95,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if ckpt_path and init_from:
         raise ConfigError("ckpt_path resumes a run and init_from starts a new one from trained "
                           "weights; set only one")
+    trusted = bool(cfg.get("ckpt_trusted"))
     if ckpt_path:
-        read_checkpoint(ckpt_path)  # fail early with a clear message
+        read_checkpoint(ckpt_path, trusted=trusted)  # fail early with a clear message
     datamodule = build_datamodule(cfg)
     supernet = build_supernet(cfg, datamodule)
     if init_from:
-        init_from_checkpoint(supernet, init_from)
+        init_from_checkpoint(supernet, init_from, trusted=trusted)
     data_config = OmegaConf.to_container(cfg.data, resolve=True)
     module = instantiate(
         cfg.module,
@@ -125,7 +126,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path,
+                    weights_only=not trusted)
     finally:
         for lg in loggers:
             if isinstance(lg, WandbLogger) and lg._experiment is not None:
