@@ -54,6 +54,7 @@ class Setup:
     task: str = "tabular benchmark"  # what the validations score, for error messages
     evaluator: Callable[[], Any] | None = None  # the local evaluator (exports the best subnets)
     analytic_cost: Any = None  # the free part of `cost` when `cost` also measures latency
+    cost_objective: str | None = None  # the cost model's own objective (hardware.objective)
 
 
 def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
@@ -129,7 +130,8 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
         supernet, record, ckpt = _checkpoint_source(cfg)
     evaluator_cls = evaluator_for(record)
     metrics, task = tuple(evaluator_cls.metrics), str(evaluator_cls.task)
-    resolve_objectives(cfg.objectives, metrics, task, cfg.get("reference"))  # before any data
+    resolve_objectives(cfg.objectives, metrics, task, cfg.get("reference"),
+                       cost_model.objective)  # before any data
     options = evaluator_cls.options(cfg.get("evaluation") or {}, record)
     fingerprint = checkpoint_fingerprint(ckpt)
     store = open_store(cfg, Path(ckpt), fingerprint, store_dir)
@@ -148,13 +150,15 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
 
         return Setup(supernet.space, validate, cost, str(ckpt), supernet,
                      scope, close=ray_evaluator.close, metrics=metrics, task=task,
-                     evaluator=local_evaluator, analytic_cost=getattr(cost_model, "analytic", None))
+                     evaluator=local_evaluator, analytic_cost=getattr(cost_model, "analytic", None),
+                     cost_objective=cost_model.objective)
     evaluator = build_evaluator(evaluator_cls, supernet, record["data_config"], options)
     scope = store.scope(supernet.space.name, fingerprint, evaluator.settings())
     cost = cost_model.bind(supernet, store=store, checkpoint=fingerprint)
     return Setup(supernet.space, scope.memoize(evaluator), cost, str(ckpt), supernet, scope,
                  metrics=metrics, task=task, evaluator=lambda: evaluator,
-                 analytic_cost=getattr(cost_model, "analytic", None))
+                 analytic_cost=getattr(cost_model, "analytic", None),
+                 cost_objective=cost_model.objective)
 
 
 def _benchmark_setup(cfg: DictConfig) -> Setup:
@@ -185,7 +189,8 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
             constraints[name] = min(bound, constraints.get(name, bound))
             log.info("constraint %s ≤ %g (%.0f%% of the largest subnet)", name, bound,
                      100 * fraction)
-    objectives = resolve_objectives(cfg.objectives, setup.metrics, setup.task, cfg.get("reference"))
+    objectives = resolve_objectives(cfg.objectives, setup.metrics, setup.task,
+                                    cfg.get("reference"), setup.cost_objective)
     problem = Problem(
         space=setup.space,
         objectives=objectives,
@@ -205,15 +210,18 @@ MAIN_QUALITY = "quality"  # objectives placeholder: the main metric of whatever 
 
 
 def resolve_objectives(
-    objectives: Any, measured: tuple[str, ...], task: str, reference: Any = None
+    objectives: Any, measured: tuple[str, ...], task: str, reference: Any = None,
+    cost_objective: str | None = None,
 ) -> list[str]:
-    """`objectives` with `quality` replaced by the validations' main metric (accuracy, BLEU).
+    """`objectives` with `quality` replaced by the validations' main metric (accuracy, BLEU)
+    and an unset one (`hardware.objective: null`) by the cost model's own objective.
 
     A quality metric the validations do not give (accuracy of a translation supernet) is one
     clear error naming the metrics they do give; names that are no metric at all are left to
     `Problem`, which lists the known ones.
     """
-    resolved = [measured[0] if name == MAIN_QUALITY else str(name) for name in objectives]
+    resolved = [measured[0] if name == MAIN_QUALITY else str(cost_objective) if name is None
+                else str(name) for name in objectives]
     for name in resolved:
         if name in QUALITY and name not in measured:
             raise ProblemError(
