@@ -7,17 +7,17 @@ from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
-import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from supernet.callbacks import ResumeRandomState
-from supernet.checkpoint import read_checkpoint
+from supernet.checkpoint import check_resumable, read_checkpoint
 from supernet.distributed import check_launch_environment
 from supernet.errors import ConfigError
 from supernet.protocol import Supernet, as_supernet
 from supernet.runtime import set_threads, wandb_group, wandb_mode
+from supernet.schema import validate_train
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,6 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [*callbacks, ResumeRandomState()]
 
 
-def check_accelerator(trainer_cfg: DictConfig) -> None:
-    """A GPU trainer on a machine without CUDA is a clear error, not a Lightning traceback."""
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    if accelerator in {"gpu", "cuda"} and not torch.cuda.is_available():
-        raise ConfigError(
-            f"trainer.accelerator={accelerator} needs a CUDA GPU, but none is visible "
-            "(torch.cuda.is_available() is False); use trainer=cpu"
-        )
-
-
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -80,13 +70,17 @@ def build_supernet(cfg: DictConfig, datamodule: L.LightningDataModule) -> Supern
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train a supernet as configured; return the final logged metrics."""
+    validate_train(cfg)  # values, GPU, output directory: before any work
     L.seed_everything(cfg.seed, workers=True)
     set_threads(cfg.get("threads"))
-    check_accelerator(cfg.trainer)
     check_launch_environment(cfg.trainer)  # SLURM / torchrun settings agree
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path:
-        read_checkpoint(ckpt_path)  # fail early with a clear message
+    if ckpt_path:  # the checkpoint fits this run: before the data is built
+        settings = cast(dict[str, Any], OmegaConf.to_container(cfg.supernet, resolve=True))
+        target = get_class(settings.pop("_target_"))
+        check_resumable(read_checkpoint(ckpt_path), ckpt_path,
+                        f"{target.__module__}.{target.__qualname__}", settings,
+                        cfg.trainer.get("max_epochs"))  # fmt: skip
     datamodule = build_datamodule(cfg)
     supernet = build_supernet(cfg, datamodule)
     data_config = OmegaConf.to_container(cfg.data, resolve=True)

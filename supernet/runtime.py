@@ -17,6 +17,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from supernet.errors import NASError
+from supernet.schema.core import unknown_key
 
 T = TypeVar("T")
 EXIT_USER_ERROR = 2
@@ -98,9 +99,7 @@ def run_cli(job: Callable[[DictConfig], T], cfg: DictConfig) -> T:
             _fail(job, f"{_config_key(err)}: {cause}")
         unknown = _UNKNOWN_ARGUMENT.search(str(cause)) if isinstance(cause, TypeError) else None
         if unknown:
-            key = _config_key(err)
-            _fail(job, f"{key}: {key}.{unknown.group(1)} is not a setting of this option; "
-                       f"see the configuration reference for the keys of {key}")
+            _fail(job, unknown_key(_config_key(err), unknown.group(1)))
         _report_bug()
         raise
     except Exception:

@@ -53,6 +53,7 @@ from torch import nn
 from search.hardware.costs import AnalyticCost, CostModel, timed_objective
 from search.hardware.meter import HardwareError, LatencyMeter
 from search.store import Store, settings_key
+from supernet.environment import check_writable_file
 from supernet.space import Arch
 
 FORMAT = 1
@@ -267,7 +268,10 @@ class LatencyTableCost(CostModel):
 
     # --- set-up -----------------------------------------------------------------------------
     def check_available(self) -> None:
+        """The device is here and the table file can be written: before anything is timed."""
         self.meter.check_available()
+        if self.path is not None:
+            check_writable_file(self.path, "hardware.path")
 
     def settings(self) -> dict[str, Any]:
         """The table's protocol: the meter's settings, the input layout and the method."""

@@ -57,8 +57,24 @@ class ImageFolderDataModule(ImageDataModule):
         return folder
 
     def prepare_data(self) -> None:
-        self._folder("train")
-        self._folder("val")
+        """Both splits hold class folders, as many as `num_classes`: before any model is built."""
+        for split in ("train", "val"):
+            folder = self._folder(split)
+            try:
+                classes, _ = datasets.folder.find_classes(str(folder))
+            except FileNotFoundError:
+                raise DatasetError(
+                    f"{folder} holds no class folders: an ImageFolder split is "
+                    f"{folder}/<class>/<image>; fix data.root"
+                ) from None
+            self._check_classes(len(classes))
+
+    def _images(self, split: str) -> datasets.ImageFolder:
+        folder = self._folder(split)
+        try:
+            return datasets.ImageFolder(str(folder))
+        except FileNotFoundError as err:  # class folders without a single image file
+            raise DatasetError(f"{folder}: {err}; fix data.root") from None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -69,6 +85,6 @@ class ImageFolderDataModule(ImageDataModule):
             [v2.Resize(math.ceil(size / 0.875)), v2.CenterCrop(size), *tail]
         )
         augment = v2.Compose([v2.RandomResizedCrop(size), v2.RandomHorizontalFlip(), *tail])
-        train_full = datasets.ImageFolder(str(self._folder("train")))
-        test = datasets.ImageFolder(str(self._folder("val")))
+        train_full = self._images("train")
+        test = self._images("val")
         self._split_folders(train_full, test, self.val_size, augment, evaluate)
