@@ -252,10 +252,10 @@ class LatencyTableCost(CostModel):
     ) -> None:
         super().__init__()
         passes = meter.repeats if passes is None else int(passes)
-        if not 1 <= passes <= meter.repeats or pool < 0:
+        if passes > meter.repeats:
             raise HardwareError(
-                f"passes must be in [1, repeats={meter.repeats}] and pool >= 0; "
-                f"got passes={passes}, pool={pool}"
+                f"hardware.passes={passes} exceeds hardware.meter.repeats={meter.repeats}: "
+                "each pass times every network once"
             )
         self.meter, self.path, self.offset, self.passes = meter, path, bool(offset), passes
         self.pool, self.prebuild, self.channels_last = int(pool), bool(prebuild), channels_last

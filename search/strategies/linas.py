@@ -31,7 +31,6 @@ from search.predictors import (
 from search.problem import Problem, metric_sense
 from search.strategies._genetic import GeneCodec, GeneProblem, make_nsga2, seed_from
 from search.strategies.random import sample_new_feasible
-from supernet.errors import ConfigError
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -93,8 +92,6 @@ class LINAS:
         blas_threads: int | None = 1,
         exclude_validated: bool = True,
     ) -> None:
-        if initial < 2 or population < 2 or generations < 1 or folds < 2:
-            raise ConfigError("need initial >= 2, population >= 2, generations >= 1, folds >= 2")
         self.initial = initial
         self.population = population
         self.generations = generations
