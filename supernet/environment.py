@@ -15,7 +15,9 @@ import torch
 from supernet.errors import DeviceUnavailableError, UnwritablePathError
 
 
-def check_writable_dir(path: str | Path, key: str, create: bool = True) -> Path:
+def check_writable_dir(
+    path: str | Path, key: str, create: bool = True, fix: str = "choose a directory you can write to"
+) -> Path:
     """`path` as a directory this process can write into (created when `create`).
 
     Tries a real write (a temporary file, removed at once): permission bits do not tell
@@ -31,14 +33,14 @@ def check_writable_dir(path: str | Path, key: str, create: bool = True) -> Path:
             while not probe.exists() and probe != probe.parent:
                 probe = probe.parent
         if not probe.is_dir():
-            raise NotADirectoryError(20, "not a directory", str(probe))
+            raise NotADirectoryError(20, "Not a directory", str(probe))
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as err:
         reason = err.strerror or err.__class__.__name__
+        where = err.filename if err.filename and Path(err.filename).parent != probe else probe
         raise UnwritablePathError(
-            f"{key}={path}: cannot write there ({reason}: {err.filename or probe}); "
-            f"choose a directory you can write to"
+            f"{key}={path}: cannot write there ({reason}: {where}); {fix}"
         ) from None
     return path
 

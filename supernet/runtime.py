@@ -10,13 +10,15 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
-from supernet.errors import NASError
+from supernet.environment import check_writable_dir
+from supernet.errors import NASError, UnwritablePathError
 from supernet.schema.core import unknown_key
 
 T = TypeVar("T")
@@ -79,6 +81,32 @@ def wandb_group(group: str | None) -> str | None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return group
     return f"{group or 'default'}-{Path(hydra_cfg.sweep.dir).name}"
+
+
+class WritableOutputDir(Callback):
+    """Hydra callback: a run (or sweep) directory this process cannot write is one `error:`
+    line and exit code 2 before Hydra creates it (Hydra's own failure is a traceback)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        try:
+            path = OmegaConf.select(config, key)
+        except Exception:  # an unresolvable directory: Hydra reports it
+            return
+        if not path:
+            return
+        try:
+            check_writable_dir(path, key, create=False,
+                               fix=f"set {key}=<a writable directory> or paths.log_dir=...")
+        except UnwritablePathError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
 
 
 def run_cli(job: Callable[[DictConfig], T], cfg: DictConfig) -> T:

@@ -96,24 +96,6 @@ def test_train_py_reports_an_empty_corpus_file(tmp_path: Path) -> None:
     assert (corpus / "train.en").read_text().startswith("one\n")
 
 
-def test_missing_data_bin_is_one_message(tmp_path: Path, capsys) -> None:
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "dict.en.txt").write_text("a 1\n")
-    cfg = _cfg(tmp_path / "run", tmp_path / "bin", data=("data=wmt14_en_de", "data.bpe=none"))
-    assert "dict.de.txt is missing (found ['dict.en.txt'])" in _fails(cfg, capsys)
-
-
-def test_long_test_sentence_is_one_message(tmp_path: Path, capsys) -> None:
-    corpus = _corpus(tmp_path / "corpus")
-    with (corpus / "test.en").open("a") as f:
-        f.write("seven hundred and seventy-seven " * 20 + "\n")
-    with (corpus / "test.fr").open("a") as f:
-        f.write("sept cent soixante-dix-sept\n")
-    message = _fails(_cfg(tmp_path / "run", corpus), capsys)
-    assert "1 test pairs" in message and "exceed max_positions=64" in message
-    assert "data.skip_long_eval=true" in message
-
-
 def test_resuming_with_other_dictionaries_is_one_message(
     tiny_checkpoint: tuple[Path, Path], tmp_path: Path, capsys
 ) -> None:
