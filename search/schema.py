@@ -24,7 +24,7 @@ def _device(value: Any) -> bool:
     return name in {"cpu", "cuda", "gpu"} or (name.startswith("cuda:") and name[5:].isdigit())
 
 
-DEVICE = {"check": _device, "expect": "cpu, cuda or cuda:<index>"}
+DEVICE = "cpu, cuda or cuda:<index>"
 
 
 @dataclass
@@ -44,7 +44,7 @@ class TranslationEvaluation:
 class Evaluation:
     """`evaluation`: how validations score a subnet."""
 
-    device: str = setting("where subnets are validated", **DEVICE)
+    device: str = setting("where subnets are validated", check=_device, expect=DEVICE)
     max_val_batches: int | None = setting("cap on validation batches (null: all)", ge=1)
     translation: TranslationEvaluation = section(TranslationEvaluation, "translation scoring")
 
@@ -181,7 +181,7 @@ class RandomSearch:
 class LatencyMeter:
     """`hardware.meter`: how a network is timed."""
 
-    device: str = setting("where networks are timed", **DEVICE)
+    device: str = setting("where networks are timed", check=_device, expect=DEVICE)
     batch_size: int = setting("inputs per timed run", ge=1)
     warmup: int = setting("untimed runs first", ge=0)
     repeats: int = setting("timed runs", ge=1)
@@ -267,3 +267,37 @@ def validate_search(cfg: DictConfig) -> None:
                           "block table a MathNAS search wrote (block_table.yaml in its run)")
     if cfg.strategy.get("save_table"):
         check_writable_file(cfg.strategy.save_table, "strategy.save_table")
+
+
+def reference_markdown() -> str:
+    """Every checked key of `train.yaml`, `search.yaml` and their options as markdown tables
+    (the reference in docs/guides/errors.md: `python -m search.schema`)."""
+    from supernet.schema import keys_help
+    from supernet.schema.train import TRAIN_OPTIONS, TrainConfig
+
+    out: list[str] = []
+    for title, schema, prefix in [("`train.yaml`", TrainConfig, ""),
+                                  *_options(TRAIN_OPTIONS), ("`search.yaml`", SearchConfig, ""),
+                                  *_options(SEARCH_OPTIONS)]:  # fmt: skip
+        out += [f"#### {title}", "", "| key | accepts | meaning |", "| --- | --- | --- |"]
+        out += [f"| `{prefix}{k}` | {what} | {help} |" for k, what, help in keys_help(schema)]
+        out.append("")
+    return "\n".join(out)
+
+
+def _options(options: dict[str, type]) -> list[tuple[str, type, str]]:
+    """(title, schema, key prefix) of each option schema, once per schema."""
+    seen: dict[type, str] = {}
+    for target, schema in options.items():
+        seen.setdefault(schema, target)
+    rows = []
+    for schema, target in seen.items():
+        title = (schema.__doc__ or target).strip().splitlines()[0].rstrip(".")
+        group = title.split("`")[1].split("=")[0].split(" ")[0] if "`" in title else ""
+        prefix = f"{group}." if group else ""
+        rows.append((f"{title} ({target.rsplit('.', 1)[-1]})", schema, prefix))
+    return rows
+
+
+if __name__ == "__main__":
+    print(reference_markdown())

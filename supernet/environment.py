@@ -16,7 +16,7 @@ from supernet.errors import DeviceUnavailableError, UnwritablePathError
 
 
 def check_writable_dir(
-    path: str | Path, key: str, create: bool = True, fix: str = "choose a directory you can write to"
+    path: str | Path, key: str, create: bool = True, fix: str = "choose a writable directory"
 ) -> Path:
     """`path` as a directory this process can write into (created when `create`).
 

@@ -2,11 +2,12 @@
 
 A schema is a dataclass whose fields are the user-facing keys of one config node. Each field
 carries its type (the annotation) and a `Rule` (range, choices, one-line help) in its metadata;
-its default is OmegaConf's MISSING, because the YAML files under conf/ own the defaults. So the
-schemas are valid OmegaConf structured configs (`OmegaConf.structured(schema)`), and a value is
-checked the way a structured config types it: an integer key refuses `10.7` and `abc`, a number
-key takes `3` as `3.0`. Only the keys a node has are checked; a key the YAML lacks keeps the
-constructor's default.
+its default is OmegaConf's MISSING, because the YAML files under conf/ own the defaults; so the
+schemas are valid OmegaConf structured configs (`OmegaConf.structured(schema)`). Values are
+typed strictly, as a command line is parsed: an integer key refuses `10.7`, `abc` and `true`,
+a number key takes `3` as `3.0`, a switch takes only `true` or `false` (OmegaConf's own
+conversion would turn `"yes"` into true and `"10"` into 10). Only the keys a node has are
+checked; a key the YAML lacks keeps the constructor's default.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def describe(hint: Any, rule: Rule) -> str:
     if rule.expect:
         text = rule.expect
     elif rule.choices is not None:
-        text = "one of " + ", ".join(_show(c) for c in rule.choices)
+        text = "one of " + ", ".join(dict.fromkeys(_show(c) for c in rule.choices))
     elif get_origin(inner) in (list, dict):
         element = get_args(inner)[-1]
         noun = _NOUNS.get(_optional(element)[0], ("a value", "values"))[1]
@@ -164,7 +165,8 @@ def describe(hint: Any, rule: Rule) -> str:
         text = _NOUNS.get(inner, ("a value", "values"))[0]
         if rule.bounds():
             text += f" {rule.bounds()}"
-    return f"{text} or null" if optional else text
+    null_listed = rule.choices is not None and None in rule.choices
+    return f"{text} or null" if optional and not null_listed else text
 
 
 def _show(value: Any) -> str:
@@ -209,14 +211,14 @@ def check_node(schema: type, node: Any, where: str, strict: bool = False) -> lis
         if isinstance(node, DictConfig) and OmegaConf.is_interpolation(node, str(key)):
             continue
         try:
-            value = node[key]
+            value = _plain(node[key])
         except OmegaConfBaseException as err:
             problems.append(f"{full}: cannot be resolved ({str(err).splitlines()[0]})")
             continue
-        if dataclasses.is_dataclass(hint):
-            problems += check_node(hint, value, full, strict=True)
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            problems += check_node(hint, node[key], full, strict=True)
             continue
-        problems += _check_value(full, _plain(value), hint, rule)
+        problems += _check_value(full, value, hint, rule)
     return problems
 
 
@@ -291,7 +293,7 @@ def keys_help(schema: type, prefix: str = "") -> Iterator[tuple[str, str, str]]:
     """`(key, what it accepts, help)` of every key of a schema: the configuration reference."""
     for name, hint, rule in _rules(schema):
         key = f"{prefix}{name}"
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             yield from keys_help(hint, f"{key}.")
         else:
             yield key, describe(hint, rule), rule.help
@@ -328,7 +330,7 @@ def check_group(node: Any, where: str, options: Mapping[str, type]) -> list[str]
         except OmegaConfBaseException:
             continue  # reported by the schema when it is a checked key
         if isinstance(child, DictConfig):
-            problems += check_group(child, f"{where}.{key}", options)
+            problems += check_group(child, f"{where}.{key!s}", options)
     return problems
 
 
