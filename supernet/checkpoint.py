@@ -154,6 +154,7 @@ def check_resumable(
     done = epochs_done(checkpoint)
     if max_epochs is not None and max_epochs <= done:
         raise CheckpointError(
-            f"checkpoint {path} has trained {done} epochs, so trainer.max_epochs={max_epochs} "
+            f"checkpoint {path} has trained {done} epoch{'s' * (done != 1)}, so "
+            f"trainer.max_epochs={max_epochs} "
             f"leaves nothing to train; set trainer.max_epochs above {done} to continue"
         )

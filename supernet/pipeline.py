@@ -68,6 +68,15 @@ def build_supernet(cfg: DictConfig, datamodule: L.LightningDataModule) -> Supern
     return as_supernet(instantiate(cfg.supernet, **extra))
 
 
+def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
+    """The checkpoint to resume fits this run (class, space, epochs): before data is built."""
+    settings = cast(dict[str, Any], OmegaConf.to_container(cfg.supernet, resolve=True))
+    target = get_class(settings.pop("_target_"))
+    check_resumable(read_checkpoint(ckpt_path), ckpt_path,
+                    f"{target.__module__}.{target.__qualname__}", settings,
+                    cfg.trainer.get("max_epochs"))  # fmt: skip
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train a supernet as configured; return the final logged metrics."""
     validate_train(cfg)  # values, GPU, output directory: before any work
@@ -75,12 +84,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     set_threads(cfg.get("threads"))
     check_launch_environment(cfg.trainer)  # SLURM / torchrun settings agree
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path:  # the checkpoint fits this run: before the data is built
-        settings = cast(dict[str, Any], OmegaConf.to_container(cfg.supernet, resolve=True))
-        target = get_class(settings.pop("_target_"))
-        check_resumable(read_checkpoint(ckpt_path), ckpt_path,
-                        f"{target.__module__}.{target.__qualname__}", settings,
-                        cfg.trainer.get("max_epochs"))  # fmt: skip
+    if ckpt_path:
+        check_resume(cfg, ckpt_path)
     datamodule = build_datamodule(cfg)
     supernet = build_supernet(cfg, datamodule)
     data_config = OmegaConf.to_container(cfg.data, resolve=True)

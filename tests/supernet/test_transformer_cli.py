@@ -102,7 +102,8 @@ def test_resuming_with_other_dictionaries_is_one_message(
     ckpt, _ = tiny_checkpoint
     before = _digest(ckpt)
     other = _corpus(tmp_path / "other", first=5000, n=60)
-    cfg = _cfg(tmp_path / "run", other, f"ckpt_path={ckpt}", "data.vocab_size=50")
+    cfg = _cfg(tmp_path / "run", other, f"ckpt_path={ckpt}", "data.vocab_size=50",
+               "trainer.max_epochs=2")  # fmt: skip
     message = _fails(cfg, capsys)
     assert "source dictionary" in message and "does not match the checkpoint" in message
     assert _digest(ckpt) == before
