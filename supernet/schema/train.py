@@ -297,4 +297,5 @@ TRAIN_OPTIONS: dict[str, type] = {
     "supernet.recipes.ProgressiveShrinking": ProgressiveRecipe,
     "lightning.pytorch.loggers.wandb.WandbLogger": WandbLoggerConfig,
 }
-TRAIN_GROUPS = ("trainer", "data", "module", "recipe", "logger")
+# groups whose nodes are checked (supernet and callbacks: only for keys their classes lack)
+TRAIN_GROUPS = ("trainer", "data", "module", "recipe", "logger", "callbacks", "supernet")
