@@ -22,13 +22,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from search.evaluation import build_evaluator, distributed, evaluator_for
 from search.export import export_best
+from search.mathnas.table import BlockTable
+from search.mathnas.table_only import report_solution, solve_table_file, table_constraints
+from search.pretrained_setup import pretrained_source
 from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
 from search.schema import validate_search
 from search.store import Store, checkpoint_fingerprint
+from search.store.leases import DEFAULT_LEASE_SECONDS
 from search.tracking import WandbProgress, log_result, wandb_run
-from supernet.checkpoint import load_supernet, read_checkpoint
+from supernet.checkpoint import load_supernet, read_record
 from supernet.errors import CheckpointError
 from supernet.protocol import Supernet
 from supernet.runtime import set_threads, wandb_group
@@ -51,6 +55,7 @@ class Setup:
     metrics: tuple[str, ...] = ("accuracy",)  # quality metrics the validations give, main first
     task: str = "tabular benchmark"  # what the validations score, for error messages
     evaluator: Callable[[], Any] | None = None  # the local evaluator (exports the best subnets)
+    analytic_cost: Any = None  # the free part of `cost` when `cost` also measures latency
 
 
 def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
@@ -61,7 +66,7 @@ def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
     )
     for path in candidates:
         try:
-            record = read_checkpoint(path)["nas"]
+            record = read_record(path)
         except CheckpointError:
             continue
         if record["supernet_class"] == supernet_class:
@@ -78,40 +83,58 @@ def class_path(target: str) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def open_store(cfg: DictConfig, ckpt: Path, fingerprint: str) -> Store:
+def open_store(
+    cfg: DictConfig, ckpt: Path, fingerprint: str, store_dir: Path | None = None
+) -> Store:
     """The measurement store of a checkpoint.
 
-    Default: `measurements/<fingerprint>.sqlite` beside the checkpoint's run, bound to it. An
+    Default: `measurements/<fingerprint>.sqlite` beside the checkpoint's run (or in
+    `store_dir`), bound to it. An
     explicit `store_path` is bound too (and refuses another checkpoint's measurements) unless
-    `store_shared=true` makes it a cache shared by many checkpoints, keyed by each.
+    `store_shared=true` makes it a cache shared by many checkpoints, keyed by each. Runs
+    on one store share their work: what one measures, the others wait for and reuse.
     """
     if cfg.get("store_path"):
         path = Path(cfg.store_path)
     else:
-        path = ckpt.resolve().parent.parent / "measurements" / f"{fingerprint[:16]}.sqlite"
-    store = Store(path, checkpoint=None if cfg.get("store_shared") else fingerprint)
+        folder = store_dir or ckpt.resolve().parent.parent / "measurements"
+        path = folder / f"{fingerprint[:16]}.sqlite"
+    store = Store(path, checkpoint=None if cfg.get("store_shared") else fingerprint,
+                  lease_seconds=cfg.get("store_lease_seconds", DEFAULT_LEASE_SECONDS))
     log.info("measurement store: %s", path)
     return store
 
 
-def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
+def _checkpoint_source(cfg: DictConfig) -> tuple[Supernet, dict[str, Any], Path]:
+    """The supernet of `ckpt_path` (default: the newest of `supernet=`), its record, its path."""
     supernet_class = class_path(cfg.supernet._target_)
     ckpt = cfg.get("ckpt_path") or find_latest_checkpoint(cfg.paths.log_dir, supernet_class)
     if not cfg.get("ckpt_path"):
         log.info("using the latest %s checkpoint: %s", supernet_class.rsplit(".", 1)[-1], ckpt)
-    supernet, record = load_supernet(ckpt)
+    supernet, record = load_supernet(ckpt, trusted=bool(cfg.get("ckpt_trusted")))
     if record["supernet_class"] != supernet_class:
         raise CheckpointError(
             f"checkpoint {ckpt} holds a {record['space']!r} supernet "
             f"({record['supernet_class']}), not {supernet_class}; pass the matching supernet= "
             "or another ckpt_path"
         )
+    return supernet, record, Path(ckpt)
+
+
+def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
+    store_dir = None
+    if cfg.get("pretrained"):  # a published supernet: weights from its file, data from cfg
+        source = pretrained_source(cfg)
+        supernet, record, ckpt = source.supernet, source.record, source.weights
+        store_dir = source.store_dir
+    else:
+        supernet, record, ckpt = _checkpoint_source(cfg)
     evaluator_cls = evaluator_for(record)
     metrics, task = tuple(evaluator_cls.metrics), str(evaluator_cls.task)
     resolve_objectives(cfg.objectives, metrics, task, cfg.get("reference"))  # before any data
     options = evaluator_cls.options(cfg.get("evaluation") or {}, record)
     fingerprint = checkpoint_fingerprint(ckpt)
-    store = open_store(cfg, Path(ckpt), fingerprint)
+    store = open_store(cfg, Path(ckpt), fingerprint, store_dir)
     if cfg.get("workers"):  # validations on Ray workers; latency stays here, never concurrent
         ray_evaluator = distributed.from_config(cfg, supernet, record)
         scope = store.scope(supernet.space.name, fingerprint, ray_evaluator.settings())
@@ -127,12 +150,13 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
 
         return Setup(supernet.space, validate, cost, str(ckpt), supernet,
                      scope, close=ray_evaluator.close, metrics=metrics, task=task,
-                     evaluator=local_evaluator)
+                     evaluator=local_evaluator, analytic_cost=getattr(cost_model, "analytic", None))
     evaluator = build_evaluator(evaluator_cls, supernet, record["data_config"], options)
     scope = store.scope(supernet.space.name, fingerprint, evaluator.settings())
     cost = cost_model.bind(supernet, store=store, checkpoint=fingerprint)
     return Setup(supernet.space, scope.memoize(evaluator), cost, str(ckpt), supernet, scope,
-                 metrics=metrics, task=task, evaluator=lambda: evaluator)
+                 metrics=metrics, task=task, evaluator=lambda: evaluator,
+                 analytic_cost=getattr(cost_model, "analytic", None))
 
 
 def _benchmark_setup(cfg: DictConfig) -> Setup:
@@ -174,6 +198,7 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
         cost=setup.cost,
         budget=int(cfg.budget),
         reference=dict(cfg.get("reference") or {}),
+        analytic_cost=setup.analytic_cost,
     )
     check_constraints(problem, from_relative)
     return problem
@@ -237,13 +262,43 @@ def check_constraints(problem: Problem, from_relative: dict[str, float] | None =
             )
 
 
-def run(cfg: DictConfig) -> SearchResult:
-    """Run one search as configured and write its report."""
+def solves_table_only(cfg: DictConfig) -> bool:
+    """MathNAS given a block table and no checkpoint (nor benchmark) solves the table alone."""
+    strategy = cfg.get("strategy") or {}
+    return (
+        str(strategy.get("_target_", "")).endswith(".MathNAS")
+        and bool(strategy.get("block_table"))
+        and not cfg.get("ckpt_path")
+        and cfg.get("space") is None
+    )
+
+
+def run_table_only(cfg: DictConfig, console: Console, output_dir: Path) -> dict[str, Any]:
+    """Solve `strategy.block_table` under the configured constraints, with no supernet."""
+    table = BlockTable.load(cfg.strategy.block_table)
+    constraints = table_constraints(
+        table, cfg.get("constraints") or {}, cfg.get("relative_constraints") or {}
+    )
+    log.info("solving block table %s alone (no checkpoint given: nothing is validated)",
+             cfg.strategy.block_table)
+    solution = solve_table_file(
+        cfg.strategy.block_table, constraints, bool(cfg.strategy.flops_correction),
+        int(cfg.strategy.top_k), cfg.strategy.get("time_limit"), str(cfg.strategy.engine),
+    )
+    path = report_solution(solution, output_dir, console)
+    log.info("solution in %s", path)
+    return solution
+
+
+def run(cfg: DictConfig) -> SearchResult | dict[str, Any]:
+    """Run one search as configured and write its report (a block table alone: its solution)."""
     validate_search(cfg)  # values, devices, output directory: before any work
     set_threads(cfg.get("threads"))
     console = Console()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if solves_table_only(cfg):
+        return run_table_only(cfg, console, output_dir)
     cost_model = None
     if cfg.get("space") is None:
         cost_model = instantiate(cfg.hardware)

@@ -46,6 +46,7 @@ class Evaluation:
 
     device: str = setting("where subnets are validated", check=_device, expect=DEVICE)
     max_val_batches: int | None = setting("cap on validation batches (null: all)", ge=1)
+    max_val_images: int | None = setting("only the first N validation images (null: all)", ge=1)
     translation: TranslationEvaluation = section(TranslationEvaluation, "translation scoring")
 
 
@@ -83,6 +84,7 @@ class SearchConfig:
     threads: int | None = setting("CPU threads of torch (null: torch's default)", ge=1)
     tags: list[str] = setting("W&B tags of the run")
     ckpt_path: str | None = setting("checkpoint to search (null: the newest one)")
+    ckpt_trusted: bool = setting("load a checkpoint that holds Python objects (runs its code)")
     budget: int = setting("validations the strategy may spend", ge=1)
     objectives: list[str | None] = setting("metrics to optimise (quality: the checkpoint's own)")
     constraints: dict[str, float | None] = setting("upper bounds on costs", gt=0)
@@ -91,6 +93,8 @@ class SearchConfig:
     reference: dict[str, float] = setting("hypervolume reference point per objective")
     store_path: str | None = setting("measurement store (null: beside the checkpoint)")
     store_shared: bool = setting("store_path is a cache shared by many checkpoints")
+    store_lease_seconds: float = setting("seconds before a stalled run's claims are taken over",
+                                         gt=0)
     evaluation: Evaluation = section(Evaluation, "how validations score a subnet")
     workers: int = setting("Ray workers that validate in parallel (0: this process)", ge=0)
     ray: Ray = section(Ray, "the Ray cluster")
@@ -104,7 +108,9 @@ class LINAS:
     initial: int = setting("random archs validated before the first predictor", ge=2)
     population: int = setting("NSGA-II population = validations per iteration", ge=2)
     generations: int = setting("NSGA-II generations on the predictors per iteration", ge=1)
-    predict_costs: bool = setting("predict costs too (false: ask the cost model)")
+    batch_size: int | None = setting("validations per predictor round (null: population)", ge=1)
+    predict_costs: Any = setting("predict costs (auto: measured ones; MACs/params exactly)",
+                                 choices=(True, False, "auto"))
     folds: int = setting("cross-validation folds of the predictors", ge=2)
     ridge_alphas: list[float] = setting("Ridge regularisation grid", gt=0)
     svr_cs: list[float] = setting("SVR C grid", gt=0)
@@ -233,6 +239,20 @@ class Benchmark:
     cache: str | None = setting("NATS-Bench: compact CSV written after the first read")
 
 
+@dataclass
+class Published:
+    """`pretrained=`: a published supernet searched instead of a checkpoint."""
+
+    name: str = setting("the option name")
+    format: str = setting("the publisher's file layout")
+    url: str = setting("where the publisher serves the file")
+    data: str = setting("the data config the weights belong with")
+    sha256: str | None = setting("the file's digest (null: not checked)")
+    path: str | None = setting("a local copy of the file (no download)")
+    cache_dir: str | None = setting("where downloads are kept (null: the user cache)")
+    trusted: bool = setting("load a file holding Python objects (runs code from it)")
+
+
 SEARCH_OPTIONS: dict[str, type] = {
     "search.strategies.linas.LINAS": LINAS,
     "search.strategies.layernas.LayerNAS": LayerNAS,
@@ -245,6 +265,7 @@ SEARCH_OPTIONS: dict[str, type] = {
     "search.hardware.costs.MeasuredLatencyCost": MeasuredLatencyCost,
     "search.hardware.lookup_table.LatencyTableCost": LatencyTableCost,
     "search.benchmarks.loader.load_benchmark": Benchmark,
+    "supernet.pretrained.Published": Published,
 }
 
 
@@ -255,7 +276,7 @@ def validate_search(cfg: DictConfig) -> None:
     for the supernet config's interpolations).
     """
     benchmark = cfg.get("space") is not None  # a table: no hardware, no evaluator
-    groups = ("strategy", "space") if benchmark else ("strategy", "hardware")
+    groups = ("strategy", "space") if benchmark else ("strategy", "hardware", "pretrained")
     check_config(cfg, SearchConfig, groups, SEARCH_OPTIONS)
     if not benchmark:
         device = cfg.evaluation.get("device", "cpu")

@@ -9,6 +9,7 @@ from typing import Any, cast
 import lightning as L
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from supernet.callbacks import ResumeRandomState
@@ -16,7 +17,7 @@ from supernet.checkpoint import check_resumable, read_checkpoint
 from supernet.distributed import check_launch_environment
 from supernet.errors import ConfigError
 from supernet.protocol import Supernet, as_supernet
-from supernet.runtime import set_threads, wandb_group, wandb_mode
+from supernet.runtime import finish_wandb_run, set_threads, wandb_group, wandb_mode
 from supernet.schema import validate_train
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     module.data_config = data_config  # not through instantiate: it would build the datamodule
     loggers = build_loggers(cfg)
+    sharding = {"use_distributed_sampler": False} if getattr(
+        datamodule, "shards_batches", False) else {}  # its own sampler splits the batches
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg)
+        cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg), **sharding
     )
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -113,9 +116,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     finally:
         for lg in loggers:
-            finish = getattr(getattr(lg, "experiment", None), "finish", None)
-            if callable(finish):
-                finish()
+            if isinstance(lg, WandbLogger) and lg._experiment is not None:
+                finish_wandb_run(lg.experiment)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if not metrics:
         raise ConfigError("training produced no metrics; check trainer.max_epochs and the data")

@@ -63,6 +63,18 @@ def wandb_mode(requested: str | None = None) -> str:
     return "online" if wandb_has_credentials() else "offline"
 
 
+def finish_wandb_run(run: Any, exit_code: int = 0) -> None:
+    """Finish a W&B run and wait until its data is on disk (or uploaded).
+
+    `run.finish()` alone can return while W&B's service process is still writing the run's
+    file; tearing the service down waits for it, so the run directory is complete when a
+    training or search returns (a multirun's next job starts a new service)."""
+    import wandb
+
+    run.finish(exit_code=exit_code)
+    wandb.teardown()
+
+
 def wandb_group(group: str | None) -> str | None:
     """The W&B group of a run: the jobs of one Hydra multirun share one group.
 

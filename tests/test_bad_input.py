@@ -312,7 +312,8 @@ def place_foreign_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from search.store import Store
 
     path = tmp_path_factory.mktemp("store") / "foreign.sqlite"
-    Store(path, checkpoint="0" * 64).close()
+    with Store(path, checkpoint="0" * 64) as other:
+        other.put("toy", "0" * 64, "a", {}, {"accuracy": 1.0})
     return path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import get_object
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from search.schema import SEARCH_OPTIONS, SearchConfig, reference_markdown
 from supernet.errors import ConfigError
@@ -23,10 +23,14 @@ from supernet.schema import (
     section,
     setting,
 )
-from supernet.schema.core import _keywords
+from supernet.schema.core import HYDRA_KEYS, _keywords
 from tests.conftest import CONF_DIR, ROOT
 
-SEARCH_GROUPS = ("strategy", "hardware", "space")
+SEARCH_GROUPS = ("strategy", "hardware", "space", "pretrained")
+# groups whose every option has a schema covering every key of its YAML
+SCHEMA_GROUPS = {"trainer", "data", "module", "recipe", "strategy", "hardware", "space",
+                 "pretrained"}  # fmt: skip
+GROUP_NAMES = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
 # options that need another supernet than the default to compose
 PARTNER = {"translation": "supernet=transformer_tiny"}
 
@@ -111,9 +115,12 @@ def test_every_shipped_option_passes_its_schema(make_cfg, primary, group, option
         else (SearchConfig, SEARCH_GROUPS, SEARCH_OPTIONS)
     )  # fmt: skip
     check_config(cfg, schema, groups, registry)
-    if group in {"trainer", "data", "module", "recipe", "strategy", "hardware", "space"}:
-        target = get_object(cfg[group]._target_)
-        assert f"{target.__module__}.{target.__qualname__}" in registry  # a new option: a schema
+    if group in SCHEMA_GROUPS:  # a new option, or a new key: its schema says what it may be
+        node = cfg[group]
+        target = get_object(node._target_)
+        own = registry[f"{target.__module__}.{target.__qualname__}"]
+        keys = {k for k in node if k not in HYDRA_KEYS and not isinstance(node[k], DictConfig)}
+        assert keys <= {f.name for f in fields(own)}, f"{own.__name__} lacks keys"
 
 
 @pytest.mark.parametrize("path", sorted((CONF_DIR / "experiment").glob("*.yaml")), ids=str)
@@ -140,7 +147,7 @@ def test_top_level_schemas_are_structured_configs_of_the_yaml(make_cfg) -> None:
     for name, schema in (("train", TrainConfig), ("search", SearchConfig)):
         cfg = make_cfg(name)
         keys = {f.name for f in fields(schema)}
-        assert keys <= set(cfg), f"{name}.yaml lacks {keys - set(cfg)}"
+        assert keys == set(cfg) - GROUP_NAMES, f"{name}.yaml and its schema differ"
         OmegaConf.structured(schema)
 
 

@@ -101,6 +101,7 @@ class Trainer:
                                  expect="true, false or warn")
     default_root_dir: str = setting("Lightning's output directory")
     use_distributed_sampler: bool = setting("shard the data across processes")
+    sync_batchnorm: bool = setting("must stay false: elastic BatchNorm cannot be synchronised")
 
 
 @dataclass
@@ -114,6 +115,8 @@ class ImageData:
     num_classes: int = setting("classes of the dataset", ge=1)
     channels: int = setting("image channels", ge=1)
     resolutions: list[int] = setting("elastic input resolutions", ge=1)
+    stem_stride: int = setting("stride of the supernet's stem (the supernet checks 1 or 2)")
+    first_unit_stride: int = setting("stride of the first elastic unit (likewise)")
     val_size: int = setting("training images held out for validation", ge=1)
     seed: int = setting("seed of the splits and of the calibration subset", ge=0, le=MAX_SEED)
 
@@ -191,6 +194,7 @@ class FairseqData(TextData):
     src: str = setting("source language suffix")
     tgt: str = setting("target language suffix")
     bpe: str = setting("how subwords join when detokenising", choices=BPE_KINDS)
+    dataset_impl: str | None = setting("fairseq dataset format (null: inferred)")
     joint_vocab: bool = setting("require one joined dictionary")
     valid_split: str = setting("validation split name")
     test_split: str = setting("test split name")
@@ -263,8 +267,9 @@ class RandomRecipe:
 
 @dataclass
 class ProgressiveRecipe:
-    """`recipe=progressive` (the phases are checked by the recipe itself)."""
+    """`recipe=progressive`."""
 
+    phases: list[Any] = setting("the phases in order (checked by the recipe: name, epochs...)")
     seed: int = setting("seed of the sampled subnets", ge=0, le=MAX_SEED)
 
 
