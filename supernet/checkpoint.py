@@ -63,7 +63,8 @@ def read_checkpoint(
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted, mmap=mmap)
     except pickle.UnpicklingError as err:
-        if "weights_only" not in str(err):
+        # torch's safe loader names the class it refused; anything else is a damaged file
+        if "Unsupported global" not in str(err):
             raise CheckpointError(
                 f"checkpoint {path} is corrupt or unreadable (UnpicklingError); "
                 "use another checkpoint, e.g. checkpoints/last.ckpt of the run"

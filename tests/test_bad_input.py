@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,7 @@ CASES = [
          says="hardware.passes=100 exceeds hardware.meter.repeats=50"),
     case("search", "ckpt_path={tmp}/a/missing.ckpt", says="no checkpoint at"),
     case("search", "ckpt_path={corrupt_ckpt}", says="is corrupt or unreadable"),
+    case("search", "ckpt_path={pickled_ckpt}", says="If you trust it, pass ckpt_trusted=true"),
     case("search", "supernet=transformer_tiny", says="holds a 'mobilenetv3' supernet"),
     case("search", "objectives=[accuracy,speed]", says="unknown objective"),
     case("search", "objectives=[bleu,macs]", says="'bleu' is not measured here"),
@@ -303,6 +305,14 @@ def place_readonly(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def place_corrupt_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("corrupt") / "last.ckpt"
     path.write_bytes(b"not a checkpoint")
+    return path
+
+
+@pytest.fixture(scope="session")
+def place_pickled_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint holding a Python object (loading it would run code from the file)."""
+    path = tmp_path_factory.mktemp("pickled") / "last.ckpt"
+    torch.save({"nas": {}, "note": Fraction(1, 3)}, path)
     return path
 
 
