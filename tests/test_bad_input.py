@@ -173,7 +173,7 @@ CASES = [
     case("train", "data.num_workers=-1", says="data.num_workers=-1"),
     case("train", "data.calib_images=abc", says="data.calib_images=abc"),
     case("train", "data.augment=sometimes", says="data.augment=sometimes: expected true"),
-    case("train", "module.optimizer.lr=0", says="module.optimizer.lr=0: expected a number > 0"),
+    case("train", "module.optimizer.lr=-1", says="module.optimizer.lr=-1: expected a number ≥ 0"),
     case("train", "module.label_smoothing=1.5", says="module.label_smoothing=1.5"),
     case("train", "recipe.num_random=-1", says="recipe.num_random=-1: expected an integer ≥ 0"),
     case("train_bare", "recipe=progressive", "recipe.phases=[]", says="recipe.phases is empty"),

@@ -233,7 +233,7 @@ class TranslationModule:
 class SGD:
     """`module.optimizer` of classification."""
 
-    lr: float = setting("peak learning rate", gt=0)
+    lr: float = setting("peak learning rate (0: the weights stay as they are)", ge=0)
     momentum: float = setting("momentum", ge=0, lt=1)
     nesterov: bool = setting("Nesterov momentum")
     weight_decay: float = setting("L2 weight decay", ge=0)
@@ -243,7 +243,7 @@ class SGD:
 class Adam:
     """`module.optimizer` of translation."""
 
-    lr: float = setting("peak learning rate", gt=0)
+    lr: float = setting("peak learning rate (0: the weights stay as they are)", ge=0)
     betas: list[float] = setting("moment decay rates", ge=0, lt=1)
     eps: float = setting("denominator term", gt=0)
     weight_decay: float = setting("L2 weight decay", ge=0)
