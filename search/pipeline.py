@@ -7,6 +7,7 @@ resumed run or another strategy on the same checkpoint measures nothing twice.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from search.pretrained_setup import pretrained_source
 from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
+from search.schema import validate_search
 from search.store import Store, checkpoint_fingerprint
 from search.store.leases import DEFAULT_LEASE_SECONDS
 from search.tracking import WandbProgress, log_result, wandb_run
@@ -179,6 +181,7 @@ def _benchmark_setup(cfg: DictConfig) -> Setup:
 def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
     constraints = {k: v for k, v in (cfg.get("constraints") or {}).items() if v is not None}
     relative = {k: v for k, v in (cfg.get("relative_constraints") or {}).items() if v is not None}
+    from_relative: dict[str, float] = {}  # constraints set by a fraction: the largest's cost
     if relative:
         largest = setup.cost(setup.space.largest())
         for name, fraction in relative.items():
@@ -186,7 +189,8 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
                 raise ProblemError(f"relative constraint on {name!r}, which the cost model "
                                    f"does not give; it gives {sorted(largest)}")
             bound = float(fraction) * float(largest[name])
-            constraints[name] = min(bound, constraints.get(name, bound))
+            if bound <= constraints.get(name, bound):
+                constraints[name], from_relative[name] = bound, float(largest[name])
             log.info("constraint %s ≤ %g (%.0f%% of the largest subnet)", name, bound,
                      100 * fraction)
     objectives = resolve_objectives(cfg.objectives, setup.metrics, setup.task,
@@ -201,7 +205,7 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
         reference=dict(cfg.get("reference") or {}),
         analytic_cost=setup.analytic_cost,
     )
-    check_constraints(problem)
+    check_constraints(problem, from_relative)
     return problem
 
 
@@ -237,8 +241,11 @@ def resolve_objectives(
     return resolved
 
 
-def check_constraints(problem: Problem) -> None:
-    """Fail early on objectives nobody measures and on constraints no subnet can meet."""
+def check_constraints(problem: Problem, from_relative: dict[str, float] | None = None) -> None:
+    """Fail early on objectives nobody measures and on constraints no subnet can meet.
+
+    `from_relative` maps a constraint set by `relative_constraints` to the largest subnet's
+    cost, so that the message names the fraction to raise."""
     cheapest = problem.cost(problem.space.smallest())
     for name in problem.objectives:
         if name not in cheapest and name not in QUALITY:
@@ -253,10 +260,13 @@ def check_constraints(problem: Problem) -> None:
                 "choose a hardware= that measures it"
             )
         if cheapest[name] > bound:
+            largest = (from_relative or {}).get(name)
+            fix = (f"Raise constraints.{name} to at least that." if largest is None else
+                   f"Raise relative_constraints.{name} to at least "
+                   f"{math.ceil(1000 * cheapest[name] / largest) / 1000:g}.")
             raise ProblemError(
                 f"constraint {name} ≤ {bound:g} cannot be met: the cheapest subnet "
-                f"({problem.space.smallest().arch_id}) has {name} = {cheapest[name]:g}. "
-                f"Raise constraints.{name} to at least that."
+                f"({problem.space.smallest().arch_id}) has {name} = {cheapest[name]:g}. {fix}"
             )
 
 
@@ -290,6 +300,7 @@ def run_table_only(cfg: DictConfig, console: Console, output_dir: Path) -> dict[
 
 def run(cfg: DictConfig) -> SearchResult | dict[str, Any]:
     """Run one search as configured and write its report (a block table alone: its solution)."""
+    validate_search(cfg)  # values, devices, output directory: before any work
     set_threads(cfg.get("threads"))
     console = Console()
     output_dir = Path(cfg.paths.output_dir)
