@@ -9,8 +9,8 @@ readable rows and names the command that copies them into a new store (`store_sa
 from __future__ import annotations
 
 import os
-import tempfile
 import sqlite3
+import tempfile
 from pathlib import Path
 
 from search.store.salvage import damage_message
