@@ -7,6 +7,7 @@ resumed run or another strategy on the same checkpoint measures nothing twice.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from search.pretrained_setup import pretrained_source
 from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
+from search.schema import validate_search
 from search.store import Store, checkpoint_fingerprint
 from search.store.leases import DEFAULT_LEASE_SECONDS
 from search.tracking import WandbProgress, log_result, wandb_run
@@ -57,6 +59,7 @@ class Setup:
     oracle: TableOracle | None = None  # a table's brute-force answers: checks and regret
     evaluator: Callable[[], Any] | None = None  # the local evaluator (exports the best subnets)
     analytic_cost: Any = None  # the free part of `cost` when `cost` also measures latency
+    cost_objective: str | None = None  # the cost model's own objective (hardware.objective)
 
 
 def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
@@ -132,7 +135,8 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
         supernet, record, ckpt = _checkpoint_source(cfg)
     evaluator_cls = evaluator_for(record)
     metrics, task = tuple(evaluator_cls.metrics), str(evaluator_cls.task)
-    resolve_objectives(cfg.objectives, metrics, task, cfg.get("reference"))  # before any data
+    resolve_objectives(cfg.objectives, metrics, task, cfg.get("reference"),
+                       cost_model.objective)  # before any data
     options = evaluator_cls.options(cfg.get("evaluation") or {}, record)
     fingerprint = checkpoint_fingerprint(ckpt)
     store = open_store(cfg, Path(ckpt), fingerprint, store_dir)
@@ -151,13 +155,15 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
 
         return Setup(supernet.space, validate, cost, str(ckpt), supernet,
                      scope, close=ray_evaluator.close, metrics=metrics, task=task,
-                     evaluator=local_evaluator, analytic_cost=getattr(cost_model, "analytic", None))
+                     evaluator=local_evaluator, analytic_cost=getattr(cost_model, "analytic", None),
+                     cost_objective=cost_model.objective)
     evaluator = build_evaluator(evaluator_cls, supernet, record["data_config"], options)
     scope = store.scope(supernet.space.name, fingerprint, evaluator.settings())
     cost = cost_model.bind(supernet, store=store, checkpoint=fingerprint)
     return Setup(supernet.space, scope.memoize(evaluator), cost, str(ckpt), supernet, scope,
                  metrics=metrics, task=task, evaluator=lambda: evaluator,
-                 analytic_cost=getattr(cost_model, "analytic", None))
+                 analytic_cost=getattr(cost_model, "analytic", None),
+                 cost_objective=cost_model.objective)
 
 
 def _benchmark_setup(cfg: DictConfig) -> Setup:
@@ -183,6 +189,7 @@ def _benchmark_setup(cfg: DictConfig) -> Setup:
 def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
     constraints = {k: v for k, v in (cfg.get("constraints") or {}).items() if v is not None}
     relative = {k: v for k, v in (cfg.get("relative_constraints") or {}).items() if v is not None}
+    from_relative: dict[str, float] = {}  # constraints set by a fraction: the largest's cost
     if relative:
         largest = setup.cost(setup.space.largest())
         for name, fraction in relative.items():
@@ -190,13 +197,15 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
                 raise ProblemError(f"relative constraint on {name!r}, which the cost model "
                                    f"does not give; it gives {sorted(largest)}")
             bound = float(fraction) * float(largest[name])
-            constraints[name] = min(bound, constraints.get(name, bound))
+            if bound <= constraints.get(name, bound):
+                constraints[name], from_relative[name] = bound, float(largest[name])
             log.info("constraint %s ≤ %g (%.0f%% of the largest subnet)", name, bound,
                      100 * fraction)
     if setup.oracle is not None:  # the table's own message: its costs, its cheapest row
         setup.oracle.check_constraints(constraints)
     reference = {**setup.reference, **dict(cfg.get("reference") or {})}
-    objectives = resolve_objectives(cfg.objectives, setup.metrics, setup.task, reference)
+    objectives = resolve_objectives(cfg.objectives, setup.metrics, setup.task, reference,
+                                    setup.cost_objective)
     problem = Problem(
         space=setup.space,
         objectives=objectives,
@@ -210,7 +219,7 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
     if setup.oracle is not None:  # a table knows its cheapest row (not always the smallest)
         setup.oracle.check(problem)
     else:
-        check_constraints(problem)
+        check_constraints(problem, from_relative)
     return problem
 
 
@@ -219,15 +228,18 @@ MAIN_QUALITY = "quality"  # objectives placeholder: the main metric of whatever 
 
 
 def resolve_objectives(
-    objectives: Any, measured: tuple[str, ...], task: str, reference: Any = None
+    objectives: Any, measured: tuple[str, ...], task: str, reference: Any = None,
+    cost_objective: str | None = None,
 ) -> list[str]:
-    """`objectives` with `quality` replaced by the validations' main metric (accuracy, BLEU).
+    """`objectives` with `quality` replaced by the validations' main metric (accuracy, BLEU)
+    and an unset one (`hardware.objective: null`) by the cost model's own objective.
 
     A quality metric the validations do not give (accuracy of a translation supernet) is one
     clear error naming the metrics they do give; names that are no metric at all are left to
     `Problem`, which lists the known ones.
     """
-    resolved = [measured[0] if name == MAIN_QUALITY else str(name) for name in objectives]
+    resolved = [measured[0] if name == MAIN_QUALITY else str(cost_objective) if name is None
+                else str(name) for name in objectives]
     for name in resolved:
         if name in QUALITY and name not in measured:
             raise ProblemError(
@@ -243,8 +255,11 @@ def resolve_objectives(
     return resolved
 
 
-def check_constraints(problem: Problem) -> None:
-    """Fail early on objectives nobody measures and on constraints no subnet can meet."""
+def check_constraints(problem: Problem, from_relative: dict[str, float] | None = None) -> None:
+    """Fail early on objectives nobody measures and on constraints no subnet can meet.
+
+    `from_relative` maps a constraint set by `relative_constraints` to the largest subnet's
+    cost, so that the message names the fraction to raise."""
     cheapest = problem.cost(problem.space.smallest())
     for name in problem.objectives:
         if name not in cheapest and name not in QUALITY:
@@ -259,10 +274,13 @@ def check_constraints(problem: Problem) -> None:
                 "choose a hardware= that measures it"
             )
         if cheapest[name] > bound:
+            largest = (from_relative or {}).get(name)
+            fix = (f"Raise constraints.{name} to at least that." if largest is None else
+                   f"Raise relative_constraints.{name} to at least "
+                   f"{math.ceil(1000 * cheapest[name] / largest) / 1000:g}.")
             raise ProblemError(
                 f"constraint {name} ≤ {bound:g} cannot be met: the cheapest subnet "
-                f"({problem.space.smallest().arch_id}) has {name} = {cheapest[name]:g}. "
-                f"Raise constraints.{name} to at least that."
+                f"({problem.space.smallest().arch_id}) has {name} = {cheapest[name]:g}. {fix}"
             )
 
 
@@ -296,6 +314,7 @@ def run_table_only(cfg: DictConfig, console: Console, output_dir: Path) -> dict[
 
 def run(cfg: DictConfig) -> SearchResult | dict[str, Any]:
     """Run one search as configured and write its report (a block table alone: its solution)."""
+    validate_search(cfg)  # values, devices, output directory: before any work
     set_threads(cfg.get("threads"))
     console = Console()
     output_dir = Path(cfg.paths.output_dir)

@@ -17,7 +17,7 @@ from supernet.errors import CheckpointError
 from supernet.protocol import Supernet, as_supernet
 
 FORMAT_VERSION = 1
-STATE_PREFIX = "supernet."
+STATE_PREFIX = "supernet."  # the live weights; a record's `state_prefix` may name others (EMA)
 
 
 def supernet_record(supernet: Supernet, data_config: dict[str, Any] | None = None) -> dict:
@@ -63,7 +63,8 @@ def read_checkpoint(
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted, mmap=mmap)
     except pickle.UnpicklingError as err:
-        if "weights_only" not in str(err):
+        # torch's safe loader names the class it refused; anything else is a damaged file
+        if "Unsupported global" not in str(err):
             raise CheckpointError(
                 f"checkpoint {path} is corrupt or unreadable (UnpicklingError); "
                 "use another checkpoint, e.g. checkpoints/last.ckpt of the run"
@@ -86,6 +87,16 @@ def read_checkpoint(
     return checkpoint
 
 
+def supernet_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The supernet weights of a checkpoint: those its validation scored (live or EMA)."""
+    prefix = checkpoint["nas"].get("state_prefix", STATE_PREFIX)
+    return {
+        k[len(prefix):]: v
+        for k, v in checkpoint.get("state_dict", {}).items()
+        if k.startswith(prefix)
+    }
+
+
 def read_record(path: str | Path) -> dict[str, Any]:
     """A checkpoint's `nas` record, without reading its tensors (they are memory-mapped)."""
     return dict(read_checkpoint(path, mmap=True)["nas"])
@@ -106,13 +117,76 @@ def load_supernet(
             f"{expected_space!r} space was asked for; choose a matching supernet= or ckpt_path"
         )
     supernet = build_supernet(record)
-    state = {
-        k[len(STATE_PREFIX):]: v
-        for k, v in checkpoint.get("state_dict", {}).items()
-        if k.startswith(STATE_PREFIX)
-    }
+    state = supernet_state(checkpoint)
     try:
         supernet.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint {path} does not fit its own supernet: {err}") from None
     return supernet.eval(), record
+
+
+# settings that may change when resuming: they change neither the weights' shapes nor the space
+RESUMABLE = frozenset({"dropout", "attention_dropout", "scale_dropout"})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def check_same_supernet(
+    saved: dict[str, Any], current: dict[str, Any], where: str = "the checkpoint"
+) -> None:
+    """The constructor settings both name must agree, or the checkpoint's weights do not fit.
+
+    Settings only one side names (vocabulary sizes the data adds later) are not compared here.
+    """
+    keys = sorted((set(saved) & set(current)) - RESUMABLE)
+    diff = [f"{k}: {_plain(saved[k])} → {_plain(current[k])}" for k in keys
+            if _plain(saved[k]) != _plain(current[k])]  # fmt: skip
+    if diff:
+        raise CheckpointError(
+            f"{where} was trained with another configuration of its space ("
+            + "; ".join(diff)
+            + "); resume with the supernet settings it was trained with (its run's "
+            "config_resolved.yaml) or start a new run without ckpt_path"
+        )
+
+
+def epochs_done(checkpoint: dict[str, Any]) -> int:
+    """Epochs whose training a Lightning checkpoint has finished."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return int(checkpoint.get("epoch", -1)) + 1
+
+
+def check_resumable(
+    checkpoint: dict[str, Any],
+    path: str | Path,
+    supernet_class: str,
+    settings: dict[str, Any],
+    max_epochs: int | None,
+) -> None:
+    """Refuse, before any data is built, to resume a checkpoint into another supernet class,
+    another space configuration, or a run whose `max_epochs` it has already trained."""
+    record = checkpoint["nas"]
+    saved_class = str(record["supernet_class"])
+    if saved_class != supernet_class:
+        raise CheckpointError(
+            f"checkpoint {path} holds a {saved_class.rsplit('.', 1)[-1]} (space "
+            f"{record['space']!r}), but supernet= configures a "
+            f"{supernet_class.rsplit('.', 1)[-1]}; resume with the supernet= it was trained "
+            "with or start a new run without ckpt_path"
+        )
+    check_same_supernet(record["supernet_config"], settings, f"checkpoint {path}")
+    done = epochs_done(checkpoint)
+    if max_epochs is not None and max_epochs <= done:
+        raise CheckpointError(
+            f"checkpoint {path} has trained {done} epoch{'s' * (done != 1)}, so "
+            f"trainer.max_epochs={max_epochs} "
+            f"leaves nothing to train; set trainer.max_epochs above {done} to continue"
+        )

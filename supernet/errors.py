@@ -18,3 +18,11 @@ class CheckpointError(NASError):
 
 class ConfigError(NASError, ValueError):
     """A configuration value that is not allowed."""
+
+
+class UnwritablePathError(NASError):
+    """A directory (or a file's directory) this process cannot create or write into."""
+
+
+class DeviceUnavailableError(ConfigError):
+    """A device the configuration asks for (a CUDA GPU) that this machine does not have."""

@@ -7,18 +7,19 @@ from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
-import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from supernet.callbacks import ResumeRandomState
-from supernet.checkpoint import read_checkpoint
+from supernet.checkpoint import check_resumable, read_checkpoint
 from supernet.distributed import check_launch_environment
 from supernet.errors import ConfigError
+from supernet.finetune import init_from_checkpoint
 from supernet.protocol import Supernet, as_supernet
 from supernet.runtime import finish_wandb_run, set_threads, wandb_group, wandb_mode
+from supernet.schema import validate_train
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +57,15 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [*callbacks, ResumeRandomState()]
 
 
-def check_accelerator(trainer_cfg: DictConfig) -> None:
-    """A GPU trainer on a machine without CUDA is a clear error, not a Lightning traceback."""
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    if accelerator in {"gpu", "cuda"} and not torch.cuda.is_available():
-        raise ConfigError(
-            f"trainer.accelerator={accelerator} needs a CUDA GPU, but none is visible "
-            "(torch.cuda.is_available() is False); use trainer=cpu"
-        )
-
-
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    """The data, set up; `data.num_classes: null` becomes the count the data has, so the
+    supernet's `${data.num_classes}` and the checkpoint's data settings carry it."""
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    if "num_classes" in cfg.data and cfg.data.num_classes is None:
+        cfg.data.num_classes = datamodule.num_classes
+        log.info("data.num_classes=%d, from the data", datamodule.num_classes)
     return datamodule
 
 
@@ -79,17 +75,34 @@ def build_supernet(cfg: DictConfig, datamodule: L.LightningDataModule) -> Supern
     return as_supernet(instantiate(cfg.supernet, **extra))
 
 
+def check_resume(cfg: DictConfig, ckpt_path: str, trusted: bool = False) -> None:
+    """The checkpoint to resume fits this run (class, space, epochs): before data is built.
+    Settings the data fills in later (`num_classes: null`) are not compared."""
+    settings = cast(dict[str, Any], OmegaConf.to_container(cfg.supernet, resolve=True))
+    target = get_class(settings.pop("_target_"))
+    settings = {k: v for k, v in settings.items() if v is not None}
+    check_resumable(read_checkpoint(ckpt_path, trusted=trusted), ckpt_path,
+                    f"{target.__module__}.{target.__qualname__}", settings,
+                    cfg.trainer.get("max_epochs"))  # fmt: skip
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train a supernet as configured; return the final logged metrics."""
+    validate_train(cfg)  # values, GPU, output directory: before any work
     L.seed_everything(cfg.seed, workers=True)
     set_threads(cfg.get("threads"))
-    check_accelerator(cfg.trainer)
     check_launch_environment(cfg.trainer)  # SLURM / torchrun settings agree
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path, init_from = cfg.get("ckpt_path"), cfg.get("init_from")
+    if ckpt_path and init_from:
+        raise ConfigError("ckpt_path resumes a run and init_from starts a new one from trained "
+                          "weights; set only one")
+    trusted = bool(cfg.get("ckpt_trusted"))
     if ckpt_path:
-        read_checkpoint(ckpt_path)  # fail early with a clear message
+        check_resume(cfg, ckpt_path, trusted)
     datamodule = build_datamodule(cfg)
     supernet = build_supernet(cfg, datamodule)
+    if init_from:
+        init_from_checkpoint(supernet, init_from, trusted=trusted)
     data_config = OmegaConf.to_container(cfg.data, resolve=True)
     module = instantiate(
         cfg.module,
@@ -114,7 +127,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path,
+                    weights_only=not trusted)
     finally:
         for lg in loggers:
             if isinstance(lg, WandbLogger) and lg._experiment is not None:

@@ -84,8 +84,6 @@ class SandwichRule(Recipe):
 
     def __init__(self, num_random: int = 2, inplace_distill: bool = True, seed: int = 0) -> None:
         super().__init__(seed)
-        if num_random < 0:
-            raise ConfigError(f"recipe.num_random must be ≥ 0, got {num_random}")
         self.num_random = num_random
         self.inplace_distill = inplace_distill
 

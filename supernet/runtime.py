@@ -14,9 +14,12 @@ from typing import Any, NoReturn, TypeVar
 
 import torch
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
-from supernet.errors import NASError
+from supernet.environment import check_writable_dir
+from supernet.errors import NASError, UnwritablePathError
+from supernet.schema.core import unknown_key
 
 T = TypeVar("T")
 EXIT_USER_ERROR = 2
@@ -92,6 +95,32 @@ def wandb_group(group: str | None) -> str | None:
     return f"{group or 'default'}-{Path(hydra_cfg.sweep.dir).name}"
 
 
+class WritableOutputDir(Callback):
+    """Hydra callback: a run (or sweep) directory this process cannot write is one `error:`
+    line and exit code 2 before Hydra creates it (Hydra's own failure is a traceback)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        try:
+            path = OmegaConf.select(config, key)
+        except Exception:  # an unresolvable directory: Hydra reports it
+            return
+        if not path:
+            return
+        try:
+            check_writable_dir(path, key, create=False,
+                               fix=f"set {key}=<a writable directory> or paths.log_dir=...")
+        except UnwritablePathError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+
+
 def run_cli(job: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     """Run `job(cfg)`; a `NASError` becomes `error: <message>` on stderr and exit code 2.
 
@@ -110,9 +139,7 @@ def run_cli(job: Callable[[DictConfig], T], cfg: DictConfig) -> T:
             _fail(job, f"{_config_key(err)}: {cause}")
         unknown = _UNKNOWN_ARGUMENT.search(str(cause)) if isinstance(cause, TypeError) else None
         if unknown:
-            key = _config_key(err)
-            _fail(job, f"{key}: {key}.{unknown.group(1)} is not a setting of this option; "
-                       f"see the configuration reference for the keys of {key}")
+            _fail(job, unknown_key(_config_key(err), unknown.group(1)))
         _report_bug()
         raise
     except Exception:

@@ -10,8 +10,8 @@ import torch
 from hydra.utils import get_class, get_method, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from supernet.environment import check_cuda
 from supernet.errors import ConfigError
-from supernet.pipeline import check_accelerator
 from tests.conftest import CONF_DIR
 
 # groups whose options select whole pipelines rather than one object
@@ -112,7 +112,7 @@ def test_option_composes_and_instantiates(make_cfg, primary: str, group: str, op
         _check_signature(node, target)
     if group == "trainer" and not torch.cuda.is_available() and cfg.trainer.accelerator != "cpu":
         with pytest.raises(ConfigError, match="GPU"):
-            check_accelerator(cfg.trainer)
+            check_cuda("trainer.accelerator", cfg.trainer.accelerator, "trainer=cpu")
         return
     if group in BUILT and targets:
         assert _build(cfg, group) is not None

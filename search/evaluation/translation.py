@@ -27,7 +27,6 @@ from torch import nn
 
 from search.evaluation.device import evaluation_device
 from supernet.data.translation.vocab import Vocabulary
-from supernet.errors import ConfigError
 from supernet.protocol import Supernet
 from supernet.space import Arch
 from supernet.transformer.errors import TranslationDataError
@@ -125,12 +124,6 @@ class TranslationEvaluator:
         compound_split: bool = False,
         vocab: Mapping[str, Any] | None = None,
     ) -> None:
-        if beam_size < 1:
-            raise ConfigError(f"evaluation.translation.beam_size must be ≥ 1, got {beam_size}")
-        if max_sentences is not None and max_sentences < 1:
-            raise ConfigError(
-                f"evaluation.translation.max_sentences must be ≥ 1 or null, got {max_sentences}"
-            )
         self.supernet = supernet
         self.device = evaluation_device(device)
         self.beam_size, self.len_penalty = int(beam_size), float(len_penalty)

@@ -53,6 +53,7 @@ from torch import nn
 from search.hardware.costs import AnalyticCost, CostModel, timed_objective
 from search.hardware.meter import HardwareError, LatencyMeter
 from search.store import Store, settings_key
+from supernet.environment import check_writable_file
 from supernet.space import Arch
 
 FORMAT = 1
@@ -251,10 +252,10 @@ class LatencyTableCost(CostModel):
     ) -> None:
         super().__init__()
         passes = meter.repeats if passes is None else int(passes)
-        if not 1 <= passes <= meter.repeats or pool < 0:
+        if passes > meter.repeats:
             raise HardwareError(
-                f"passes must be in [1, repeats={meter.repeats}] and pool >= 0; "
-                f"got passes={passes}, pool={pool}"
+                f"hardware.passes={passes} exceeds hardware.meter.repeats={meter.repeats}: "
+                "each pass times every network once"
             )
         self.meter, self.path, self.offset, self.passes = meter, path, bool(offset), passes
         self.pool, self.prebuild, self.channels_last = int(pool), bool(prebuild), channels_last
@@ -267,7 +268,10 @@ class LatencyTableCost(CostModel):
 
     # --- set-up -----------------------------------------------------------------------------
     def check_available(self) -> None:
+        """The device is here and the table file can be written: before anything is timed."""
         self.meter.check_available()
+        if self.path is not None:
+            check_writable_file(self.path, "hardware.path")
 
     def settings(self) -> dict[str, Any]:
         """The table's protocol: the meter's settings, the input layout and the method."""

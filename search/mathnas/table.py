@@ -244,6 +244,16 @@ class BlockTable:
 
     def check_space(self, space: SearchSpace) -> None:
         """Fail clearly when the table was measured on another space than `space`."""
+        ours, theirs = [n.name for n in self.nodes], [n.name for n in space.nodes]
+        extra = [name for name in ours if name not in theirs]
+        missing = [name for name in theirs if name not in ours]
+        if extra or missing:
+            found = [f"nodes not in the space: {', '.join(extra)}"] if extra else []
+            found += [f"space nodes it lacks: {', '.join(missing)}"] if missing else []
+            raise BlockTableError(
+                f"the block table does not describe space {space.name!r} ({'; '.join(found)}); "
+                "measure a table on this space or give the table of this space"
+            )
         if len(self.nodes) != len(space.nodes):
             raise BlockTableError(
                 f"the block table has {len(self.nodes)} nodes, space {space.name!r} has "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 from pathlib import Path
 
 from search.store.salvage import damage_message
@@ -40,12 +41,21 @@ def check_path(path: Path) -> None:
         folder = next(p for p in (path.parent, *path.parent.parents) if p.exists())
         if not folder.is_dir():
             raise StoreError(f"cannot create the store {path}: {folder} is a file")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not os.access(folder, os.W_OK | os.X_OK) or not _can_write_in(folder):
         raise StoreError(
             f"the measurement store {path} cannot be written: the folder {folder} is read-only "
             "(SQLite keeps its journal beside the store); choose a store_path in a writable "
             "folder"
         )
+
+
+def _can_write_in(folder: Path) -> bool:
+    """A real write: permission bits do not stop root, but read-only mounts do."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def damaged(path: Path, reason: str) -> StoreError:

@@ -37,13 +37,11 @@ class RegularizedEvolution:
     def __init__(
         self, population: int = 50, tournament: int = 10, batch_size: int = 1, max_tries: int = 100
     ) -> None:
-        if population < 2 or not 1 <= tournament <= population:
+        if tournament > population:
             raise ConfigError(
-                f"need population >= 2 and 1 <= tournament <= population, got "
-                f"{population=} {tournament=}"
+                f"strategy.tournament={tournament} exceeds strategy.population={population}: "
+                "a tournament draws from the population"
             )
-        if batch_size < 1 or max_tries < 1:
-            raise ConfigError("batch_size and max_tries must be positive")
         self.population = population
         self.tournament = tournament
         self.batch_size = batch_size

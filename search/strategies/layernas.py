@@ -44,7 +44,6 @@ import numpy as np
 
 from search.mathnas.measure import score_metric
 from search.problem import Problem, ProblemError
-from supernet.errors import ConfigError
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -82,12 +81,6 @@ class LayerNAS:
         bucket_jitter: bool = False,
         bucket_range: str = "layer",
     ) -> None:
-        if fill not in FILLS:
-            raise ConfigError(f"fill must be one of {FILLS}, got {fill!r}")
-        if buckets is not None and buckets < 1:
-            raise ConfigError(f"buckets must be at least 1, got {buckets}")
-        if top_per_bucket < 1:
-            raise ConfigError(f"top_per_bucket must be at least 1, got {top_per_bucket}")
         self.buckets = buckets
         self.top_per_bucket = top_per_bucket
         self.cost_metric = cost_metric
@@ -95,8 +88,6 @@ class LayerNAS:
         self.metric = metric
         self.max_buckets = max_buckets
         self.bucket_jitter = bucket_jitter
-        if bucket_range not in BUCKET_RANGES:
-            raise ConfigError(f"bucket_range must be one of {BUCKET_RANGES}, got {bucket_range!r}")
         self.bucket_range = bucket_range
 
     def run(self, problem: Problem, rng: np.random.Generator) -> dict[str, Any]:

@@ -97,13 +97,9 @@ class LINAS:
         blas_threads: int | None = 1,
         exclude_validated: bool = True,
     ) -> None:
-        if initial < 2 or population < 2 or generations < 1 or folds < 2:
-            raise ConfigError("need initial >= 2, population >= 2, generations >= 1, folds >= 2")
-        if batch_size is not None and not 1 <= batch_size <= population:
-            raise ConfigError(f"batch_size must be in [1, population={population}] or null, "
-                              f"got {batch_size}")
-        if predict_costs not in (True, False, "auto"):
-            raise ConfigError(f"predict_costs is true, false or auto; got {predict_costs!r}")
+        if batch_size is not None and batch_size > population:
+            raise ConfigError(f"strategy.batch_size={batch_size} exceeds strategy.population="
+                              f"{population}: a batch is taken from one population")
         self.initial = initial
         self.population = population
         self.generations = generations

@@ -98,12 +98,11 @@ class MathNAS:
         enumerate_limit: int = 200_000,
         clip_drops: bool = False,
     ) -> None:
-        if top_k < 1:
-            raise ConfigError(f"top_k must be at least 1, got {top_k}")
-        if not 1 <= refit_rounds <= top_k:
-            raise ConfigError(f"refit_rounds must be in [1, top_k={top_k}], got {refit_rounds}")
-        if refit_ridge <= 0:
-            raise ConfigError(f"refit_ridge must be positive, got {refit_ridge}")
+        if refit_rounds > top_k:
+            raise ConfigError(
+                f"strategy.refit_rounds={refit_rounds} exceeds strategy.top_k={top_k}: each "
+                "round validates at least one network"
+            )
         self.block_table = block_table
         self.flops_correction = flops_correction
         self.budgets = None if budgets is None else [float(b) for b in budgets]

@@ -20,7 +20,6 @@ from pymoo.problems.static import StaticProblem
 
 from search.problem import Problem
 from search.strategies._genetic import GeneCodec, GeneProblem, make_nsga2, seed_from
-from supernet.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,6 @@ class NSGA2Search:
     name = "nsga2"
 
     def __init__(self, population: int = 50) -> None:
-        if population < 2:
-            raise ConfigError(f"population must be at least 2, got {population}")
         self.population = population
 
     def run(self, problem: Problem, rng: np.random.Generator) -> dict[str, Any]:

@@ -47,8 +47,6 @@ class CIFARDataModule(ImageDataModule):
         **kwargs,
     ) -> None:
         super().__init__(num_classes, channels, resolutions, **kwargs)
-        if name not in _STATS:
-            raise DatasetError(f"unknown CIFAR variant {name!r}; use cifar10 or cifar100")
         self.name, self.root, self.download, self.val_size = name, root, download, val_size
 
     def _dataset(self, train: bool) -> datasets.VisionDataset:

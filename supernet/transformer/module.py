@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet.checkpoint import load_supernet, supernet_record
+from supernet.checkpoint import check_same_supernet, load_supernet, supernet_record
 from supernet.data.translation.vocab import Vocabulary
 from supernet.errors import CheckpointError, ConfigError
 from supernet.recipes import Recipe
@@ -91,8 +91,6 @@ class TranslationModule(L.LightningModule):
         data_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if lr_schedule not in SCHEDULES:
-            raise ConfigError(f"module.lr_schedule={lr_schedule!r}; choose one of {SCHEDULES}")
         self.save_hyperparameters(
             ignore=["supernet", "recipe", "optimizer", "src_vocab", "tgt_vocab", "data_config"]
         )
@@ -283,25 +281,6 @@ class TranslationModule(L.LightningModule):
             Vocabulary.from_state(saved["tgt"]).check_same(self.tgt_vocab, "target")
         if "supernet_config" in record:
             check_same_supernet(record["supernet_config"], self.supernet.config())
-
-
-# settings that may change when resuming: they do not change the weights or the space
-_RESUMABLE = frozenset({"dropout", "attention_dropout", "scale_dropout"})
-
-
-def check_same_supernet(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """A checkpoint's supernet must have the configured space, or its weights do not fit."""
-    keys = sorted((set(saved) | set(current)) - _RESUMABLE)
-    diff = [
-        f"{k}: {saved.get(k)} → {current.get(k)}" for k in keys if saved.get(k) != current.get(k)
-    ]
-    if diff:
-        raise CheckpointError(
-            "the checkpoint holds another Transformer supernet than the configured one ("
-            + "; ".join(diff)
-            + "); resume with the supernet settings it was trained with (its "
-            "config_resolved.yaml) or start a new run without ckpt_path"
-        )
 
 
 def load_translation_checkpoint(

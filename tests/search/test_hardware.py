@@ -92,13 +92,10 @@ def test_gpu_without_cuda_is_a_clear_error(monkeypatch, device: str) -> None:
         MeasuredLatencyCost(meter).check_available()
 
 
-def test_bad_meter_arguments_are_rejected() -> None:
+def test_unknown_meter_device_is_rejected() -> None:
+    # the ranges of trim, repeats... are the schema's (tests/test_bad_input.py)
     with pytest.raises(HardwareError, match="unknown device"):
         LatencyMeter(device="tpu")
-    with pytest.raises(HardwareError, match="trim"):
-        LatencyMeter(trim=0.5)
-    with pytest.raises(HardwareError, match="repeats"):
-        LatencyMeter(repeats=0)
 
 
 def test_analytic_cost_of_a_tiny_model_counts_macs_and_params() -> None:

@@ -96,31 +96,14 @@ def test_train_py_reports_an_empty_corpus_file(tmp_path: Path) -> None:
     assert (corpus / "train.en").read_text().startswith("one\n")
 
 
-def test_missing_data_bin_is_one_message(tmp_path: Path, capsys) -> None:
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "dict.en.txt").write_text("a 1\n")
-    cfg = _cfg(tmp_path / "run", tmp_path / "bin", data=("data=wmt14_en_de", "data.bpe=none"))
-    assert "dict.de.txt is missing (found ['dict.en.txt'])" in _fails(cfg, capsys)
-
-
-def test_long_test_sentence_is_one_message(tmp_path: Path, capsys) -> None:
-    corpus = _corpus(tmp_path / "corpus")
-    with (corpus / "test.en").open("a") as f:
-        f.write("seven hundred and seventy-seven " * 20 + "\n")
-    with (corpus / "test.fr").open("a") as f:
-        f.write("sept cent soixante-dix-sept\n")
-    message = _fails(_cfg(tmp_path / "run", corpus), capsys)
-    assert "1 test pairs" in message and "exceed max_positions=64" in message
-    assert "data.skip_long_eval=true" in message
-
-
 def test_resuming_with_other_dictionaries_is_one_message(
     tiny_checkpoint: tuple[Path, Path], tmp_path: Path, capsys
 ) -> None:
     ckpt, _ = tiny_checkpoint
     before = _digest(ckpt)
     other = _corpus(tmp_path / "other", first=5000, n=60)
-    cfg = _cfg(tmp_path / "run", other, f"ckpt_path={ckpt}", "data.vocab_size=50")
+    cfg = _cfg(tmp_path / "run", other, f"ckpt_path={ckpt}", "data.vocab_size=50",
+               "trainer.max_epochs=2")  # fmt: skip
     message = _fails(cfg, capsys)
     assert "source dictionary" in message and "does not match the checkpoint" in message
     assert _digest(ckpt) == before
@@ -133,7 +116,8 @@ def test_resuming_into_another_space_is_one_message(
     before = _digest(ckpt)
     cfg = _cfg(tmp_path / "run", corpus, f"ckpt_path={ckpt}", "supernet.ffn_dims=[32,64]")
     message = _fails(cfg, capsys)
-    assert "another Transformer supernet" in message and "ffn_dims: [32, 48] → [32, 64]" in message
+    assert "another configuration of its space" in message
+    assert "ffn_dims: [32, 48] → [32, 64]" in message
     assert _digest(ckpt) == before
     # dropout is not part of the space: resuming with another rate trains on
     from supernet.pipeline import train
