@@ -202,7 +202,7 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
             log.info("constraint %s ≤ %g (%.0f%% of the largest subnet)", name, bound,
                      100 * fraction)
     if setup.oracle is not None:  # the table's own message: its costs, its cheapest row
-        setup.oracle.check_constraints(constraints)
+        setup.oracle.check_constraints(constraints, from_relative)
     reference = {**setup.reference, **dict(cfg.get("reference") or {})}
     objectives = resolve_objectives(cfg.objectives, setup.metrics, setup.task, reference,
                                     setup.cost_objective)

@@ -240,6 +240,21 @@ class Benchmark:
 
 
 @dataclass
+class ColumnTable:
+    """`space=table`: any table with one row per architecture."""
+
+    path: str | None = setting("the CSV or Parquet file")
+    decisions: list[str] = setting("decision columns, in layer order")
+    quality: str | None = setting("the column searched on")
+    report_quality: str | None = setting("a column reported beside it")
+    quality_sense: str = setting("max: larger quality is better; min: smaller",
+                                 choices=("max", "min"))
+    costs: dict[str, str] | None = setting("cost name → column")
+    order: dict[str, list[Any]] | None = setting("a column's values small → large")
+    name: str | None = setting("the space's name (null: the file's)")
+
+
+@dataclass
 class Published:
     """`pretrained=`: a published supernet searched instead of a checkpoint."""
 
@@ -265,6 +280,7 @@ SEARCH_OPTIONS: dict[str, type] = {
     "search.hardware.costs.MeasuredLatencyCost": MeasuredLatencyCost,
     "search.hardware.lookup_table.LatencyTableCost": LatencyTableCost,
     "search.benchmarks.loader.load_benchmark": Benchmark,
+    "search.benchmarks.column_table.load_column_table": ColumnTable,
     "supernet.pretrained.Published": Published,
 }
 

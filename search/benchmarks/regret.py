@@ -79,16 +79,24 @@ class TableOracle:
             ) from None
 
     # --- before the search --------------------------------------------------------------------
-    def check_constraints(self, constraints: Mapping[str, float]) -> None:
-        """Each bound, and all of them together, must be met by some row."""
+    def check_constraints(
+        self, constraints: Mapping[str, float], from_relative: Mapping[str, float] | None = None
+    ) -> None:
+        """Each bound, and all of them together, must be met by some row. `from_relative` maps
+        a bound set by `relative_constraints` to the cost it is a fraction of (the message then
+        names the fraction to raise)."""
         for metric, bound in constraints.items():
             values = self._cost(metric)
             cheapest = int(np.argmin(values))
             if values[cheapest] > bound:
+                largest = (from_relative or {}).get(metric)
+                fix = (f"Raise constraints.{metric} to at least that" if not largest else
+                       f"Raise relative_constraints.{metric} to at least "
+                       f"{math.ceil(1000 * values[cheapest] / largest) / 1000:g}")
                 raise BenchmarkError(
                     f"constraint {metric} ≤ {bound:g} cannot be met: no row of {self.name} is "
                     f"that cheap; the cheapest ({self.describe(self.arch_at(cheapest))}) has "
-                    f"{metric} = {values[cheapest]:g}. Raise constraints.{metric} to at least that"
+                    f"{metric} = {values[cheapest]:g}. {fix}"
                 )
         if constraints and not self.feasible_mask(constraints).any():
             raise BenchmarkError(
