@@ -66,48 +66,54 @@ ARGS: argparse.Namespace | None = None
 
 
 def sss_strategies(args: argparse.Namespace) -> dict[str, tuple[Callable[[], Any], int]]:
-    """name → (factory, seeds). MathNAS runs without the FLOPs correction on NATS size: its
-    cost deltas, measured on the largest net, predict negative FLOPs for small networks
-    (NATS FLOPs are products of neighbouring widths), which the corrected program rejects."""
+    """name → (factory, seeds); `strategy_settings` names what each runs beyond the shipped
+    defaults. The MathNAS rows run without the FLOPs correction on NATS size (hence their
+    names): its cost deltas, measured on the largest net, predict negative FLOPs for small
+    networks (NATS FLOPs are products of neighbouring widths), which the corrected program
+    rejects."""
+    return {name: (lambda c=cls, k=kw: c(**k), seeds)
+            for name, (cls, kw, seeds) in _sss_entries(args).items()}
+
+
+def _sss_entries(args: argparse.Namespace) -> dict[str, tuple[type, dict[str, Any], int]]:
     s, k, r = args.seeds, args.top_k, args.refit_rounds
     flops = "macs"
     if args.space == "table":  # the bounded cost plays FLOPs
         flops = names(BENCHES[("table", args.datasets[0], "table")], args)[2]
-    return {
-        "random": (RandomSearch, s),
-        "evolution": (RegularizedEvolution, s),
-        "nsga2": (NSGA2Search, s),
-        "linas": (
-            lambda: LINAS(
-                generations=args.linas_generations,
-                predict_costs=False,
-                folds=3,
-                ridge_alphas=(0.1, 1.0, 10.0),
-                svr_cs=(),  # ridge only: 3-fold CV chose ridge in every fit we checked
-            ),
-            min(s, args.linas_seeds or s),
-        ),
-        "mathnas": (
-            lambda: MathNAS(flops_correction=False, quality_sample=0, flops_metric=flops), s
-        ),
-        f"mathnas_top{k}": (
-            lambda: MathNAS(flops_correction=False, top_k=k, quality_sample=0, flops_metric=flops),
-            min(s, args.mathnas_seeds or s),
-        ),
-        f"mathnas_top{k}_refit{r}": (
-            lambda: MathNAS(flops_correction=False, top_k=k, refit_rounds=r, quality_sample=0,
-                            flops_metric=flops),
-            min(s, args.mathnas_seeds or s),
-        ),
-        "layernas": (
-            lambda: LayerNAS(
-                buckets=args.layernas_buckets,
-                top_per_bucket=args.layernas_top,
-                bucket_jitter=not args.layernas_fixed_grid,
-            ),
-            s,
-        ),
+    nocorr = {"flops_correction": False, "quality_sample": 0,
+              **({"flops_metric": flops} if flops != "macs" else {})}
+    linas = {"generations": args.linas_generations, "predict_costs": False, "folds": 3,
+             "ridge_alphas": (0.1, 1.0, 10.0), "svr_cs": ()}  # ridge only: CV chose it anyway
+    layernas: dict[str, Any] = {"top_per_bucket": args.layernas_top,
+                                "bucket_jitter": not args.layernas_fixed_grid}
+    if args.layernas_buckets is not None:
+        layernas["buckets"] = args.layernas_buckets
+    entries: dict[str, tuple[type, dict[str, Any], int]] = {
+        "random": (RandomSearch, {}, s),
+        "evolution": (RegularizedEvolution, {}, s),
+        "nsga2": (NSGA2Search, {}, s),
+        "linas": (LINAS, linas, min(s, args.linas_seeds or s)),
+        "mathnas_nocorr": (MathNAS, nocorr, s),
+        f"mathnas_nocorr_top{k}": (MathNAS, {**nocorr, "top_k": k},
+                                   min(s, args.mathnas_seeds or s)),
+        f"mathnas_nocorr_top{k}_refit{r}": (MathNAS, {**nocorr, "top_k": k, "refit_rounds": r},
+                                            min(s, args.mathnas_seeds or s)),
+        "layernas": (LayerNAS, layernas, s),
     }
+    if args.strategies:
+        entries = {n: e for n, e in entries.items() if n in args.strategies}
+    return entries
+
+
+def strategy_settings(args: argparse.Namespace, section: str, name: str) -> str:
+    """What a row runs beyond its strategy's shipped defaults (printed beside the row)."""
+    if section in ("sss", "table"):
+        entries = _sss_entries(args)
+        kwargs = entries[name][1] if name in entries else {}
+    else:
+        kwargs = {"quality_sample": 0, **nb201_variants(args).get(name, {})} \
+            if name != "random" else {}
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items()) or "shipped defaults"
 
 
 def nb201_variants(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -132,10 +138,11 @@ def first_picks(args: argparse.Namespace, section: str) -> dict[str, str]:
     if args.run_first_picks:
         return {}
     k, c = args.top_k, args.contexts
-    out = {"mathnas": f"mathnas_top{k}"}
     if section == "nb201":
-        out[f"mathnas_avg{c}"] = f"mathnas_avg{c}_top{k}"
-    return out
+        return {"mathnas": f"mathnas_top{k}", f"mathnas_avg{c}": f"mathnas_avg{c}_top{k}"}
+    out = {"mathnas_nocorr": f"mathnas_nocorr_top{k}"}
+    entries = _sss_entries(args)
+    return {d: src for d, src in out.items() if d in entries and src in entries}
 
 
 # --- one run ------------------------------------------------------------------------------
@@ -207,7 +214,7 @@ def run_task(task: tuple[Any, ...]) -> list[dict[str, Any]]:
     bench = BENCHES[(section, dataset, setting)]
     quality, sign, cost = names(bench, ARGS)
     constraints = bench.relative({cost: fraction})
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed + ARGS.seed_offset)
     t0, c0 = time.perf_counter(), time.process_time()
     derived = [d for d, src in first_picks(ARGS, section).items() if src == strategy]
     extra_records: list[dict[str, Any]] = []
@@ -249,11 +256,14 @@ def run_task(task: tuple[Any, ...]) -> list[dict[str, Any]]:
             if quality is not None:
                 rec["quality"] = quality
             extra_records.append(rec)
-    out.update(key=(section, dataset, setting, strategy, fraction), seed=seed)
+    out.update(key=(section, dataset, setting, strategy, fraction), seed=seed + ARGS.seed_offset,
+               settings=strategy_settings(ARGS, section, strategy))
     out["seconds"] = time.perf_counter() - t0
     out["cpu"] = time.process_time() - c0
     for rec in extra_records:  # read from this run: no time of their own
-        rec.update(key=(section, dataset, setting, rec.pop("name"), fraction), seed=seed)
+        name = rec.pop("name")
+        rec.update(key=(section, dataset, setting, name, fraction), seed=seed + ARGS.seed_offset,
+                   settings=strategy_settings(ARGS, section, name))
         rec["seconds"] = rec["cpu"] = 0.0
     return [out, *extra_records]
 
@@ -361,11 +371,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", default="outputs/reproduce_tabular")
     p.add_argument("--seeds", type=int, default=100)
+    p.add_argument("--seed-offset", type=int, default=0,
+                   help="seeds run are offset … offset+seeds-1 (tune on seeds disjoint from "
+                   "the reported ones)")
+    p.add_argument("--strategies", nargs="+", default=None,
+                   help="NATS size / table rows to run (default: all)")
     p.add_argument("--linas-seeds", type=int, default=None, help="default: --seeds")
     p.add_argument("--mathnas-seeds", type=int, default=None, help="default: --seeds")
     p.add_argument("--linas-generations", type=int, default=20)
     p.add_argument("--layernas-buckets", type=int, default=None)
-    p.add_argument("--layernas-top", type=int, default=4, help="LayerNAS: kept per bucket")
+    p.add_argument("--layernas-top", type=int, default=4,
+                   help="LayerNAS: kept per bucket (chosen on seeds 1000-1029, see the docs)")
     p.add_argument(
         "--layernas-fixed-grid", action="store_true", help="LayerNAS: no bucket jitter"
     )

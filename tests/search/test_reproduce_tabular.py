@@ -33,8 +33,13 @@ def test_reproduction_writes_the_report_summary_and_figures(tmp_path: Path) -> N
     )  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     sss = summary["sss"]["cifar10"]
-    expected = {"random", "evolution", "nsga2", "linas", "layernas", "mathnas", "mathnas_top3"}
+    expected = {"random", "evolution", "nsga2", "linas", "layernas", "mathnas_nocorr",
+                "mathnas_nocorr_top3"}
     assert expected <= set(sss["strategies"])
+    # every row says what it runs beyond the shipped defaults
+    assert sss["strategies"]["random"]["settings"] == "shipped defaults"
+    assert "flops_correction=False" in sss["strategies"]["mathnas_nocorr"]["settings"]
+    assert "generations=2" in sss["strategies"]["linas"]["settings"]
     # the synthetic size table is additive, so LayerNAS's assumptions hold: it finds the optimum
     last = sss["checkpoints"][-1]
     assert last == 80
@@ -46,5 +51,6 @@ def test_reproduction_writes_the_report_summary_and_figures(tmp_path: Path) -> N
     assert -1.0 <= cell["mathnas"]["quality"]["spearman_val"] <= 1.0
     report = (out / "report.md").read_text()
     assert "NATS-Bench size" in report and "NAS-Bench-201" in report
+    assert "| mathnas_nocorr | flops_correction=False, quality_sample=0 |" in report
     assert (out / "sss_regret.png").stat().st_size > 0
     assert (out / "nb201_regret_12ep.png").stat().st_size > 0
