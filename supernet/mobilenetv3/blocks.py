@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from supernet.mobilenetv3.layout import BlockLayout
 from supernet.mobilenetv3.static import MBConvBlock, activation
 from supernet.ops.channels import make_divisible
-from supernet.ops.elastic_batchnorm import ElasticBatchNorm2d, static_batchnorm
-from supernet.ops.elastic_depthwise import ElasticDepthwiseConv2d
+from supernet.ops.elastic_batchnorm import ElasticBatchNorm2d, batch_norm, static_batchnorm
+from supernet.ops.elastic_depthwise import Chain, ElasticDepthwiseConv2d
 from supernet.ops.elastic_pointwise import ElasticPointwiseConv2d
-from supernet.ops.elastic_se import ElasticSqueezeExcite
+from supernet.ops.elastic_se import ElasticSqueezeExcite, excite
+from supernet.ops.shared_slices import Index, Region, region, take
+
+ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu,
+    "hswish": F.hardswish,
+}
+DEPTHWISE = 3  # position of the depthwise kernel in `shared_weights()`
+
+
+class BlockPlan(NamedTuple):
+    """The active subnet's view of a block: stored weights, their slices, kernel transforms."""
+
+    weights: list[torch.Tensor]
+    regions: list[Region | None]
+    chain: Chain
+    norms: tuple[nn.BatchNorm2d, ...]
 
 
 def hidden_width(in_channels: int, expand_ratio: float) -> int:
@@ -28,6 +46,12 @@ class ElasticMBConv(nn.Module):
     The expansion, depthwise and SE weights are leading slices of the largest ones; the
     kernel comes from the depthwise op's transform chain. Input and output widths, stride
     and residual are fixed by the layout.
+
+    Two ways to run it: `forward(x)` lets each elastic op slice its own weights (the
+    reference), `forward(x, weights)` runs the same computation functionally on weights the
+    supernet has taken for all its blocks at once (the `plan()` of each: stored weights and
+    their slices, worked out once per kernel and width; then `prepare`); without gradients the
+    prepared weights are cached until the arch or a weight changes (`cached_weights`).
 
     Args:
         layout: widths, stride, activation and SE of the block.
@@ -51,22 +75,134 @@ class ElasticMBConv(nn.Module):
         self.project = ElasticPointwiseConv2d(hidden, layout.out_channels)
         self.project_bn = nn.BatchNorm2d(layout.out_channels)
         self.act = activation(layout.act)
+        self.act_fn = ACTIVATION_FNS[layout.act]
         self.residual = layout.residual
         self.active_hidden = hidden
+        self._plans: dict[tuple[int, int], BlockPlan] = {}
+        self._plan = self._make_plan()
+        self._cache: tuple[tuple[int, ...], list[torch.Tensor]] | None = None
+        self.register_load_state_dict_post_hook(lambda module, _: module._forget_plans())
 
     def set_active(self, kernel_size: int, expand_ratio: int) -> None:
         """Choose the kernel size and expansion ratio the block runs with."""
         self.active_hidden = self.hidden_by_ratio[expand_ratio]
         self.expand_conv.set_active(self.active_hidden)
         self.depthwise.set_active(kernel_size)
+        key = (kernel_size, self.active_hidden)
+        plan = self._plans.get(key)
+        self._plan = self._make_plan() if plan is None else plan
+        self._cache = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    # --- shared weights ----------------------------------------------------------------------
+    def shared_weights(self) -> list[torch.Tensor]:
+        """Every stored weight the block reads, in the order `run` takes them."""
+        se = list(self.se.weights()) if self.se is not None else []
+        return [
+            self.expand_conv.weight, self.expand_bn.weight, self.expand_bn.bias,
+            self.depthwise.weight, self.depthwise_bn.weight, self.depthwise_bn.bias,
+            *se, self.project.weight, self.project_bn.weight, self.project_bn.bias,
+        ]  # fmt: skip
+
+    def weight_indices(self) -> list[Index | None]:
+        """The active slice of each of `shared_weights()` (None: the whole weight)."""
+        h = self.active_hidden
+        lead = None if h == self.max_hidden else (slice(0, h),)
+        se = self.se.weight_indices(h) if self.se is not None else []
+        return [
+            self.expand_conv.weight_index(self.layout.in_channels), lead, lead,
+            self.depthwise.weight_index(h), lead, lead,
+            *se, self.project.weight_index(h), None, None,
+        ]  # fmt: skip
+
+    def plan(self) -> BlockPlan:
+        """What the active subnet reads, worked out once per (kernel, width) and kept."""
+        return self._plan
+
+    def _make_plan(self) -> BlockPlan:
+        weights = self.shared_weights()
+        regions = [region(w, i) for w, i in zip(weights, self.weight_indices(), strict=True)]
+        norms = (self.expand_bn, self.depthwise_bn, self.project_bn)
+        plan = BlockPlan(weights, regions, self.depthwise.transform_chain(), norms)
+        self._plans[(self.depthwise.active_kernel, self.active_hidden)] = plan
+        return plan
+
+    def _forget_plans(self) -> None:
+        """Weights were replaced or moved: plans and cached weights refer to the old ones."""
+        self._plans.clear()
+        self._cache = None
+        self._plan = self._make_plan()
+
+    def prepare(
+        self, taken: list[torch.Tensor], matrix: torch.Tensor | None | str = "compute"
+    ) -> list[torch.Tensor]:
+        """Taken slices → the weights `run` uses (the stored kernels become the active ones).
+
+        `matrix`: the depthwise `kernel_matrix()`, when the caller computed it already.
+        """
+        if isinstance(matrix, str):
+            matrix = self.depthwise.kernel_matrix(self._plan.chain)
+        taken[DEPTHWISE] = self.depthwise.kernel_from(taken[DEPTHWISE], matrix)
+        return taken
+
+    def active_weights(self) -> list[torch.Tensor]:
+        """This block's weights for `run`, taken on their own (one graph node)."""
+        return self.prepare(take(self._plan.weights, self._plan.regions))
+
+    def _version(self) -> tuple[int, ...]:
+        stored = [*self._plan.weights, *(t for _, _, t in self._plan.chain)]
+        return (*(p._version for p in stored), stored[0].data_ptr())
+
+    def cached_weights(self) -> list[torch.Tensor]:
+        """The prepared weights, computed once per arch while no weight changes (no grad).
+
+        Changes are seen through the weights' version counters (optimizer steps,
+        `load_state_dict`, `copy_`) and their storage (`.to`); writes through `.data` are not:
+        call `set_active` after those.
+        """
+        version = self._version()
+        if self._cache is None or self._cache[0] != version:
+            with torch.no_grad():
+                weights = [w.contiguous() for w in self.active_weights()]
+            self._cache = (version, weights)
+        return self._cache[1]
+
+    # --- running -------------------------------------------------------------------------------
+    def run(
+        self, x: torch.Tensor, weights: Sequence[torch.Tensor], counted: bool = False
+    ) -> torch.Tensor:
+        """The block on explicit weights: functional ops only, no slicing, no submodule calls.
+
+        `counted`: the caller has advanced the BatchNorm batch counters (`count_batches`).
+        """
+        ew, ebw, ebb, dw, dbw, dbb, *rest = weights
+        se, (pw, pbw, pbb) = rest[:-3], rest[-3:]
+        act = self.act_fn
+        h = act(batch_norm(self.expand_bn, F.conv2d(x, ew), ebw, ebb, counted))
+        h = act(batch_norm(self.depthwise_bn, self.depthwise.conv(h, dw), dbw, dbb, counted))
+        if se:
+            h = excite(h, *se)
+        h = batch_norm(self.project_bn, F.conv2d(h, pw), pbw, pbb, counted)
+        return h + x if self.residual else h
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        weights: Sequence[torch.Tensor] | None = None,
+        counted: bool = False,
+    ) -> torch.Tensor:
+        if weights is not None:
+            return self.run(x, weights, counted)
         h = self.act(self.expand_bn(self.expand_conv(x)))
         h = self.act(self.depthwise_bn(self.depthwise(h)))
         if self.se is not None:
             h = self.se(h)
         h = self.project_bn(self.project(h))
         return h + x if self.residual else h
+
+    def _apply(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        out = super()._apply(*args, **kwargs)
+        self._forget_plans()  # .to / .half / memory format: new storage, maybe new strides
+        return out
 
     @torch.no_grad()
     def to_static(self) -> MBConvBlock:

@@ -16,7 +16,7 @@ from torch import nn
 
 from supernet.calibration import resize
 from supernet.errors import ConfigError
-from supernet.mobilenetv3.blocks import ElasticMBConv
+from supernet.mobilenetv3.blocks import BlockPlan, ElasticMBConv
 from supernet.mobilenetv3.cost import mobilenetv3_cost
 from supernet.mobilenetv3.layout import build_layout
 from supernet.mobilenetv3.parts import LatencyPart, mobilenetv3_parts
@@ -28,6 +28,9 @@ from supernet.mobilenetv3.static import (
     conv_bn_act,
     init_weights,
 )
+from supernet.ops.elastic_batchnorm import count_batches
+from supernet.ops.elastic_depthwise import kernel_matrices
+from supernet.ops.shared_slices import take
 from supernet.protocol import SubnetVerbs
 from supernet.space import Arch
 
@@ -160,11 +163,34 @@ class MobileNetV3Supernet(SubnetVerbs, nn.Module):
         return resize(x, self.active_arch["resolution"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the active subnet (inputs must already be at the active resolution)."""
+        """Logits of the active subnet (inputs must already be at the active resolution).
+
+        The elastic blocks run on weights taken for all of them at once: with gradients, one
+        graph node slices every shared weight (and its backward writes every gradient in one
+        go); without, each block's weights are computed once per arch and reused.
+        """
         x = self.first_block(self.stem(x))
-        for block in self._active_blocks:
-            x = block(x)
+        blocks = self._active_blocks
+        plans = [block.plan() for block in blocks]
+        count_batches([bn for plan in plans for bn in plan.norms])
+        weights = self._taken_weights(plans) if torch.is_grad_enabled() else None
+        for i, block in enumerate(blocks):
+            x = block(x, block.cached_weights() if weights is None else weights[i], counted=True)
         return self.head(x)
+
+    def _taken_weights(self, plans: list[BlockPlan]) -> list[list[torch.Tensor]]:
+        """Every active block's weights for `ElasticMBConv.run`, sliced in one graph node."""
+        taken = take(
+            [w for plan in plans for w in plan.weights],
+            [r for plan in plans for r in plan.regions],
+        )
+        matrices = kernel_matrices([plan.chain for plan in plans])
+        out, start = [], 0
+        for block, plan, matrix in zip(self._active_blocks, plans, matrices, strict=True):
+            n = len(plan.weights)
+            out.append(block.prepare(taken[start : start + n], matrix))
+            start += n
+        return out
 
     @torch.no_grad()
     def export_subnet(self, arch: Mapping[str, Any] | None = None) -> MobileNetV3Net:
