@@ -60,8 +60,13 @@ class ElasticDepthwiseConv2d(nn.Module):
         self.active_kernel = kernel_size
 
     def weight_index(self, channels: int) -> tuple[slice, ...] | None:
-        """The stored kernels the active kernel comes from: the first `channels` (None: all)."""
-        return None if channels == self.channels else (slice(0, channels),)
+        """What the active kernel is made from: the first `channels` of the stored kernels,
+        cropped to the centre the first transform reads (None: the whole weight)."""
+        sizes = self.transform_sizes()
+        if not sizes:
+            return None if channels == self.channels else (slice(0, channels),)
+        crop = slice((self.max_kernel - sizes[0]) // 2, (self.max_kernel + sizes[0]) // 2)
+        return (slice(0, channels), slice(None), crop, crop)
 
     def transform_sizes(self) -> list[int]:
         """Kernel sizes the active kernel passes through below the stored one (7 → 5 → 3)."""
@@ -76,11 +81,12 @@ class ElasticDepthwiseConv2d(nn.Module):
         return tuple(chain)
 
     def kernel_matrix(self, chain: Chain | None = None) -> torch.Tensor | None:
-        """`P` with `vec(active kernel) = P @ vec(stored kernel)` (None for the stored size).
+        """`P` with `vec(active kernel) = P @ vec(crop)` (None for the stored size), where
+        `crop = weight[weight_index(c)]` is the centre the first transform reads.
 
-        The chain "centre crop, then transform" of every step is one linear map of the stored
-        kernel, so it is composed once over the small matrices and applied to all channels in
-        a single product: `P_dst = T_src→dst @ P_src[centre rows]`, from `P_max = I`.
+        The chain "centre crop, then transform" of the later steps is one linear map of that
+        crop, so it is composed once over the small matrices and applied to all channels in a
+        single product: `P = T_first`, then `P ← T_src→dst @ P[centre rows]`.
         """
         return kernel_matrices([self.transform_chain() if chain is None else chain])[0]
 
@@ -145,7 +151,7 @@ def kernel_matrices(chains: Sequence[Chain]) -> list[torch.Tensor | None]:
             if len(members) > 1:
                 t = torch.stack([chains[i][j][2] for i in members])
             if matrix is None:
-                matrix = t @ _selection(src, dst, t.device, t.dtype)
+                matrix = t
             else:
                 matrix = t @ matrix.index_select(-2, _centre(src, dst, t.device))
         assert matrix is not None
@@ -163,9 +169,3 @@ def _centre(src: int, dst: int, device: torch.device) -> torch.Tensor:
     with torch.inference_mode(False):  # usable in autograd even when first built in inference
         return (rows[:, None] * src + rows[None, :]).flatten().to(device)
 
-
-@cache
-def _selection(src: int, dst: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The `dst² × src²` 0/1 matrix that crops the centre of a flattened `src × src` kernel."""
-    with torch.inference_mode(False):
-        return torch.eye(src * src, dtype=dtype)[_centre(src, dst, torch.device("cpu"))].to(device)

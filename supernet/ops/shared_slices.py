@@ -63,13 +63,18 @@ def _view(t: torch.Tensor, r: Region) -> torch.Tensor:
 
 
 class _Take(torch.autograd.Function):
-    """`params[i]` sliced by `regions[i]` for every i, with one batched backward."""
+    """`params[i]` sliced by `regions[i]` for every i, with one batched backward.
+
+    A slice that is not contiguous (`weight[:, :in]`) is copied once here: a convolution would
+    otherwise copy it in its forward and again in its backward.
+    """
 
     @staticmethod
     def forward(ctx: Any, regions: tuple[Region, ...], *params: torch.Tensor) -> Any:
         ctx.set_materialize_grads(False)
         ctx.regions, ctx.params = regions, params
-        return tuple(_view(p, r) for p, r in zip(params, regions, strict=True))
+        views = (_view(p, r) for p, r in zip(params, regions, strict=True))
+        return tuple(v if v.is_contiguous() else v.contiguous() for v in views)
 
     @staticmethod
     @once_differentiable
