@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from supernet.cli import run_cli
+from supernet.runtime import run_cli
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

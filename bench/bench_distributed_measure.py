@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from hydra.utils import instantiate  # noqa: E402
 
-from search.evaluator import ClassificationEvaluator  # noqa: E402
+from search.evaluation.images import ClassificationEvaluator  # noqa: E402
 from search.pipeline import find_latest_checkpoint  # noqa: E402
 from supernet.checkpoint import load_supernet  # noqa: E402
 from supernet.space import Arch  # noqa: E402
@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     import ray
 
-    from search.distributed import RayEvaluator
+    from search.evaluation.distributed import RayEvaluator
 
     ckpt = Path(args.ckpt) if args.ckpt else find_latest_checkpoint(ROOT / "outputs", SUPERNET)
     supernet, record = load_supernet(ckpt)

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_transformer_speed import SCALES  # noqa: E402
 from search.hardware import LatencyMeter  # noqa: E402
-from search.latency_table import LatencyTableCost  # noqa: E402
-from search.latency_validation import TableValidation, validate_table  # noqa: E402
+from search.hardware.lookup_table import LatencyTableCost  # noqa: E402
+from search.hardware.table_validation import TableValidation, validate_table  # noqa: E402
 from search.store import Store  # noqa: E402
 from supernet.mobilenetv3 import MobileNetV3Supernet  # noqa: E402
 from supernet.transformer.model import TransformerSupernet  # noqa: E402

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from search.blocktable import BlockTable  # noqa: E402
+from search.mathnas.table import BlockTable  # noqa: E402
 from search.strategies.mathnas import predictor_quality  # noqa: E402
 
 TABLE_VALIDATIONS = 260  # room for the block table (~175 on this space) and the picks

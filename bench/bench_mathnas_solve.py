@@ -9,7 +9,7 @@
 The numbers in the tables are random but plausible (bigger blocks cost more and drop less).
 Each constraint setting is solved with and without the FLOPs correction (Dinkelbach), by both
 engines: the Pareto dynamic program (`dp`, one constraint) and HiGHS (`milp`, any number,
-after the exact reductions of `search.blockreduce`); the two always agree on the optimum
+after the exact reductions of `search.mathnas.reduce`); the two always agree on the optimum
 (checked here). Then the same bounds with a second constraint (params ≤ 70 % of the base net's),
 `milp` only. Wall and CPU seconds are printed (CPU time is the fairer figure on a shared
 machine).
@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from search.blocksolve import BlockTableSolver, InfeasibleConstraintError  # noqa: E402
-from search.blocktable import BlockNode, BlockOption, BlockTable  # noqa: E402
+from search.mathnas.solve import BlockTableSolver, InfeasibleConstraintError  # noqa: E402
+from search.mathnas.table import BlockNode, BlockOption, BlockTable  # noqa: E402
 
 
 def _node(

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from hydra.utils import instantiate  # noqa: E402
 
-from search.evaluator import ClassificationEvaluator  # noqa: E402
+from search.evaluation.images import ClassificationEvaluator  # noqa: E402
 from search.hardware import LatencyMeter, MeasuredLatencyCost  # noqa: E402
 from search.pipeline import find_latest_checkpoint  # noqa: E402
 from supernet.checkpoint import load_supernet  # noqa: E402

@@ -37,16 +37,16 @@ from search.strategies.linas import LINAS  # noqa: E402
 from search.strategies.nsga2 import NSGA2Search  # noqa: E402
 from supernet.space import Arch, SearchSpace  # noqa: E402
 
-DEFAULT_DATA = Path("/work/shared/data/ofa-mbv3-dynast")
+DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "ofa_mbv3_imagenet"
 
 
 class Surrogate:
     """Accuracy by gradient-boosted trees on the genes; MACs by an exact per-block table."""
 
     def __init__(self, space: SearchSpace, data_dir: Path) -> None:
-        files = sorted(data_dir.glob("*.csv"))
+        files = sorted(data_dir.glob("*.csv*"))
         if not files:
-            raise FileNotFoundError(f"no *.csv measurement tables in {data_dir}")
+            raise FileNotFoundError(f"no *.csv[.gz] measurement tables in {data_dir}")
         frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
         archs = [ofa_arch(space, ast.literal_eval(s)) for s in frame["Sub-network"]]
         frame["arch_id"] = [a.arch_id for a in archs]

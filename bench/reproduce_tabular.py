@@ -8,18 +8,19 @@ Regret = best feasible validation accuracy in the table − best feasible valida
 among the strategy's look-ups, as a function of the number of look-ups (mean and inter-quartile
 range over seeds). Writes `report.md`, `summary.json` and the figures into `--out`.
 
-NATS size (ALGORITHMS.md §4): FLOPs ≤ 50% of the largest network, budget 400, strategies
-random, regularized evolution, NSGA-II, LINAS, MathNAS, LayerNAS, plus a no-search baseline
-(the best feasible network that differs from the largest in one layer only). LayerNAS keeps
-the 4 best per bucket with a jittered bucket grid (`--layernas-top`, `--layernas-fixed-grid`).
-NAS-Bench-201 (§3): FLOPs ≤ 25/50/75%, MathNAS single-context (the paper), averaged over
-sampled contexts (Eq. 3), with the top-k picks validated, with the top-k validated in rounds
-and the table refitted on the validated networks between rounds, and averaged contexts plus
-top-k, each against random search with as many look-ups; predicted-vs-table rank correlation
-over all 15,625 cells (of the refitted table for the refit variant); test accuracy of the
-picks. Every strategy runs `--seeds` seeds (default 100). The
-cells are kept distinct there (`canonical=False`): MathNAS's additive cost model needs the
-table's per-edge FLOPs, which merged isomorphs (cheapest member) do not have.
+NATS size (the LayerNAS setting, arXiv 2304.11517): FLOPs ≤ 50% of the largest network, budget
+400, strategies random, regularized evolution, NSGA-II, LINAS, MathNAS, LayerNAS, plus a no-
+search baseline (the best feasible network that differs from the largest in one layer only).
+LayerNAS keeps the 4 best per bucket with a jittered bucket grid (`--layernas-top`,
+`--layernas-fixed-grid`). NAS-Bench-201 (the MathNAS setting, arXiv 2311.04943): FLOPs ≤
+25/50/75%, MathNAS single-context (the paper), averaged over sampled contexts (Eq. 3), with the
+top-k picks validated, with the top-k validated in rounds and the table refitted on the
+validated networks between rounds, and averaged contexts plus top-k, each against random search
+with as many look-ups; predicted-vs-table rank correlation over all 15,625 cells (of the
+refitted table for the refit variant); test accuracy of the picks. Every strategy runs
+`--seeds` seeds (default 100). The cells are kept distinct there (`canonical=False`): MathNAS's
+additive cost model needs the table's per-edge FLOPs, which merged isomorphs (cheapest member)
+do not have.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ if str(ROOT) not in sys.path:
 
 from bench.tabular_report import nb201_summary, sss_summary, write_report  # noqa: E402
 from search.benchmarks import TabularBenchmark, load_benchmark  # noqa: E402
-from search.blocktable import BlockTable  # noqa: E402
+from search.mathnas.table import BlockTable  # noqa: E402
 from search.problem import Problem  # noqa: E402
 from search.strategies.evolution import RegularizedEvolution  # noqa: E402
 from search.strategies.layernas import LayerNAS  # noqa: E402
@@ -322,9 +323,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--data-dir",
-        default=os.environ.get("NAS_DATA", "../shared/data"),
-        help="published exports or compact tables (default: $NAS_DATA, else "
-        "../shared/data from the repository root)",
+        default=os.environ.get("NAS_DATA"),
+        help="published exports or compact tables (default: $NAS_DATA, else the tables "
+        "bundled with the package)",
     )
     p.add_argument("--out", default="outputs/reproduce_tabular")
     p.add_argument("--seeds", type=int, default=100)

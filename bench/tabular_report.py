@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-# published figures (ALGORITHMS.md §3-4); test accuracies of the networks found
+# published figures (LayerNAS arXiv 2304.11517, MathNAS arXiv 2311.04943); test accuracies of
+# the networks found
 PUBLISHED_LAYERNAS_SSS = {"cifar10": 93.20, "cifar100": 70.64, "imagenet16_120": 45.37}
 PUBLISHED_MATHNAS_NB201 = {"cifar10": 93.31, "cifar100": 70.82, "imagenet16_120": 46.53}
 PUBLISHED_NB201_OPTIMUM = {"cifar10": 94.37, "cifar100": 73.51, "imagenet16_120": 47.31}

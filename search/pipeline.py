@@ -14,26 +14,25 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import torch
-import yaml
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from search import distributed
-from search.evaluator import build_evaluator, evaluator_for
+from search.evaluation import build_evaluator, distributed, evaluator_for
+from search.export import export_best
+from search.mathnas.table import BlockTable
+from search.mathnas.table_only import report_solution, solve_table_file, table_constraints
 from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
 from search.store import Store, checkpoint_fingerprint
 from search.tracking import WandbProgress, log_result, wandb_run
-from supernet.checkpoint import load_supernet, read_checkpoint
+from supernet.checkpoint import load_supernet, read_record
 from supernet.errors import CheckpointError
-from supernet.pipeline import set_threads
 from supernet.protocol import Supernet
+from supernet.runtime import set_threads, wandb_group
 from supernet.space import SearchSpace
-from supernet.wandb_mode import wandb_group
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,8 @@ class Setup:
     close: Callable[[], None] | None = None  # releases workers (Ray) when the search ends
     metrics: tuple[str, ...] = ("accuracy",)  # quality metrics the validations give, main first
     task: str = "tabular benchmark"  # what the validations score, for error messages
+    evaluator: Callable[[], Any] | None = None  # the local evaluator (exports the best subnets)
+    analytic_cost: Any = None  # the free part of `cost` when `cost` also measures latency
 
 
 def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
@@ -61,7 +62,7 @@ def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
     )
     for path in candidates:
         try:
-            record = read_checkpoint(path)["nas"]
+            record = read_record(path)
         except CheckpointError:
             continue
         if record["supernet_class"] == supernet_class:
@@ -99,7 +100,7 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
     ckpt = cfg.get("ckpt_path") or find_latest_checkpoint(cfg.paths.log_dir, supernet_class)
     if not cfg.get("ckpt_path"):
         log.info("using the latest %s checkpoint: %s", supernet_class.rsplit(".", 1)[-1], ckpt)
-    supernet, record = load_supernet(ckpt)
+    supernet, record = load_supernet(ckpt, trusted=bool(cfg.get("ckpt_trusted")))
     if record["supernet_class"] != supernet_class:
         raise CheckpointError(
             f"checkpoint {ckpt} holds a {record['space']!r} supernet "
@@ -121,13 +122,19 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
         # the whole batch at once: the workers measure it in parallel, each result is stored
         # the moment it and all before it are known
         validate = scope.memoize(ray_evaluator, batch_size=None)
+
+        def local_evaluator() -> Any:  # built only to export the best subnets
+            return build_evaluator(evaluator_cls, supernet, record["data_config"], options)
+
         return Setup(supernet.space, validate, cost, str(ckpt), supernet,
-                     scope, close=ray_evaluator.close, metrics=metrics, task=task)
+                     scope, close=ray_evaluator.close, metrics=metrics, task=task,
+                     evaluator=local_evaluator, analytic_cost=getattr(cost_model, "analytic", None))
     evaluator = build_evaluator(evaluator_cls, supernet, record["data_config"], options)
     scope = store.scope(supernet.space.name, fingerprint, evaluator.settings())
     cost = cost_model.bind(supernet, store=store, checkpoint=fingerprint)
     return Setup(supernet.space, scope.memoize(evaluator), cost, str(ckpt), supernet, scope,
-                 metrics=metrics, task=task)
+                 metrics=metrics, task=task, evaluator=lambda: evaluator,
+                 analytic_cost=getattr(cost_model, "analytic", None))
 
 
 def _benchmark_setup(cfg: DictConfig) -> Setup:
@@ -167,6 +174,7 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
         cost=setup.cost,
         budget=int(cfg.budget),
         reference=dict(cfg.get("reference") or {}),
+        analytic_cost=setup.analytic_cost,
     )
     check_constraints(problem)
     return problem
@@ -224,26 +232,42 @@ def check_constraints(problem: Problem) -> None:
             )
 
 
-def export_best(result: SearchResult, supernet: Supernet | None, out_dir: Path) -> Path:
-    """Each constraint's best subnet: its arch as YAML and, with a supernet, the static model."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, row in result.best.items():
-        if row is None:
-            continue
-        stem = out_dir / f"best_{name}"
-        info = {"arch_id": row.arch_id, "arch": row.arch.to_dict(), "metrics": dict(row.metrics)}
-        stem.with_suffix(".yaml").write_text(yaml.safe_dump(info, sort_keys=False))
-        if supernet is not None:
-            torch.save(supernet.export_subnet(row.arch), stem.with_suffix(".pt"))
-    return out_dir
+def solves_table_only(cfg: DictConfig) -> bool:
+    """MathNAS given a block table and no checkpoint (nor benchmark) solves the table alone."""
+    strategy = cfg.get("strategy") or {}
+    return (
+        str(strategy.get("_target_", "")).endswith(".MathNAS")
+        and bool(strategy.get("block_table"))
+        and not cfg.get("ckpt_path")
+        and cfg.get("space") is None
+    )
 
 
-def run(cfg: DictConfig) -> SearchResult:
-    """Run one search as configured and write its report."""
+def run_table_only(cfg: DictConfig, console: Console, output_dir: Path) -> dict[str, Any]:
+    """Solve `strategy.block_table` under the configured constraints, with no supernet."""
+    table = BlockTable.load(cfg.strategy.block_table)
+    constraints = table_constraints(
+        table, cfg.get("constraints") or {}, cfg.get("relative_constraints") or {}
+    )
+    log.info("solving block table %s alone (no checkpoint given: nothing is validated)",
+             cfg.strategy.block_table)
+    solution = solve_table_file(
+        cfg.strategy.block_table, constraints, bool(cfg.strategy.flops_correction),
+        int(cfg.strategy.top_k), cfg.strategy.get("time_limit"), str(cfg.strategy.engine),
+    )
+    path = report_solution(solution, output_dir, console)
+    log.info("solution in %s", path)
+    return solution
+
+
+def run(cfg: DictConfig) -> SearchResult | dict[str, Any]:
+    """Run one search as configured and write its report (a block table alone: its solution)."""
     set_threads(cfg.get("threads"))
     console = Console()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if solves_table_only(cfg):
+        return run_table_only(cfg, console, output_dir)
     cost_model = None
     if cfg.get("space") is None:
         cost_model = instantiate(cfg.hardware)
@@ -279,7 +303,7 @@ def _search(cfg: DictConfig, setup: Setup, console: Console, output_dir: Path) -
             log.info("validations measured now: %d, reused from the store: %d",
                      setup.scope.misses, setup.scope.hits)
         files = write_report(result, output_dir, extra_summary=facts, console=console)
-        best_dir = export_best(result, setup.supernet, output_dir / "best")
+        best_dir = export_best(result, output_dir / "best", setup.evaluator)
         log_result(wb, result, files, model_path=best_dir if setup.supernet else None)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log.info("results in %s", output_dir)

@@ -22,6 +22,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 from threadpoolctl import threadpool_limits
 
+from supernet.errors import ConfigError
+
 RIDGE_ALPHAS: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 SVR_CS: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
 
@@ -49,7 +51,7 @@ def _search(alphas: Sequence[float], cs: Sequence[float], folds: int, seed: int)
             }
         )
     if not grid:
-        raise ValueError("give at least one Ridge alpha or one SVR C")
+        raise ConfigError("give at least one Ridge alpha or one SVR C")
     return GridSearchCV(
         model,
         grid,

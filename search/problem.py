@@ -23,6 +23,7 @@ METRICS: dict[str, tuple[bool, float]] = {
     "bleu": (True, 100.0),
     "loss": (False, 0.0),
     "latency_ms": (False, 0.0),
+    "cpu_time_ms": (False, 0.0),
     "macs": (False, 0.0),
     "params": (False, 0.0),
     "energy_mj": (False, 0.0),
@@ -86,6 +87,8 @@ class Problem:
         budget: number of validations allowed.
         reference: hypervolume reference point per objective, in the metric's own units
             (default: 0 for maximised metrics, the largest arch's cost for costs).
+        analytic_cost: the costs that are free to compute (MACs, parameters), when `cost`
+            also measures expensive ones (latency); None: every cost of `cost` is cheap.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Problem:
         cost: Cost,
         budget: int,
         reference: Mapping[str, float] | None = None,
+        analytic_cost: Cost | None = None,
     ) -> None:
         if budget <= 0:
             raise ProblemError(f"budget must be a positive number of validations, got {budget}")
@@ -110,8 +114,14 @@ class Problem:
         self.budget = int(budget)
         self._validate = validate
         self._cost = cost
+        self._analytic_cost = analytic_cost
+        self._analytic_cache: dict[str, dict[str, float]] = {}
         self.history: list[Evaluation] = []
         self._seen: dict[str, Evaluation] = {}
+        # validations kept out of the result (e.g. subnets that only score a predictor):
+        # they cost budget but are never in the front or the best rows
+        self.held_out: list[Evaluation] = []
+        self._held_out_seen: dict[str, Evaluation] = {}
         self._cost_cache: dict[str, dict[str, float]] = {}
         self.callbacks: list[Callable[[Evaluation], None]] = []
         self._reference = dict(reference or {})
@@ -119,7 +129,8 @@ class Problem:
     # --- budget --------------------------------------------------------------------------
     @property
     def used(self) -> int:
-        return len(self.history)
+        """Validations spent: the history plus held-out ones not (yet) in the history."""
+        return len(self.history) + sum(1 for k in self._held_out_seen if k not in self._seen)
 
     @property
     def remaining(self) -> int:
@@ -128,13 +139,19 @@ class Problem:
     def seen(self, arch: Arch) -> bool:
         return arch.arch_id in self._seen
 
+    def _measured(self, arch_id: str) -> bool:
+        return arch_id in self._seen or arch_id in self._held_out_seen
+
     def affordable(self, archs: Sequence[Arch]) -> list[Arch]:
-        """The archs not yet validated, without repeats, trimmed to the remaining budget."""
+        """The archs not yet in the history, without repeats, trimmed to the remaining budget
+        (held-out ones are free to add: they were paid for)."""
         fresh: dict[str, Arch] = {}
         for a in archs:
             if a.arch_id not in self._seen and a.arch_id not in fresh:
                 fresh[a.arch_id] = a
-        return list(fresh.values())[: max(self.remaining, 0)]
+        paid = [a for a in fresh.values() if a.arch_id in self._held_out_seen]
+        unpaid = [a for a in fresh.values() if a.arch_id not in self._held_out_seen]
+        return paid + unpaid[: max(self.remaining, 0)]
 
     # --- measuring ---------------------------------------------------------------------------
     def cost(self, arch: Arch) -> dict[str, float]:
@@ -142,6 +159,15 @@ class Problem:
         if arch.arch_id not in self._cost_cache:
             self._cost_cache[arch.arch_id] = {k: float(v) for k, v in self._cost(arch).items()}
         return self._cost_cache[arch.arch_id]
+
+    def analytic_cost(self, arch: Arch) -> dict[str, float]:
+        """The free costs of `arch` (all of `cost` when no analytic part was given)."""
+        if self._analytic_cost is None:
+            return self.cost(arch)
+        if arch.arch_id not in self._analytic_cache:
+            self._analytic_cache[arch.arch_id] = {
+                k: float(v) for k, v in self._analytic_cost(arch).items()}
+        return self._analytic_cache[arch.arch_id]
 
     def evaluate(self, archs: Sequence[Arch]) -> list[Measurement]:
         """Validate `archs` (cost included); already validated archs are not counted again.
@@ -153,16 +179,44 @@ class Problem:
         n_new = len({a.arch_id for a in archs if a.arch_id not in self._seen})
         if n_new > len(new):
             raise BudgetExhausted(f"{n_new} new validations asked for, {self.remaining} left")
-        if new:
-            quality = self._validate(new)
-            for arch, q in zip(new, quality, strict=True):
-                metrics = {**self.cost(arch), **{k: float(v) for k, v in q.items()}}
-                ev = Evaluation(len(self.history), arch, Measurement(metrics))
-                self.history.append(ev)
-                self._seen[arch.arch_id] = ev
-                for cb in self.callbacks:
-                    cb(ev)
+        measured = self._measure([a for a in new if a.arch_id not in self._held_out_seen])
+        for arch in new:
+            held = self._held_out_seen.get(arch.arch_id)
+            measurement = held.measurement if held is not None else measured[arch.arch_id]
+            ev = Evaluation(len(self.history), arch, measurement)
+            self.history.append(ev)
+            self._seen[arch.arch_id] = ev
+            for cb in self.callbacks:
+                cb(ev)
         return [self._seen[a.arch_id].measurement for a in archs]
+
+    def evaluate_held_out(self, archs: Sequence[Arch]) -> list[Measurement]:
+        """Validate `archs` outside the result: counted against the budget, but never in the
+        history, the front or the best rows (a strategy's own checks, e.g. of a predictor).
+
+        Raises:
+            BudgetExhausted: when the new archs among `archs` exceed the remaining budget.
+        """
+        fresh: dict[str, Arch] = {a.arch_id: a for a in archs if not self._measured(a.arch_id)}
+        if len(fresh) > self.remaining:
+            raise BudgetExhausted(f"{len(fresh)} new validations asked for, "
+                                  f"{self.remaining} left")
+        measured = self._measure(list(fresh.values()))
+        for arch in fresh.values():
+            ev = Evaluation(len(self.held_out), arch, measured[arch.arch_id])
+            self.held_out.append(ev)
+            self._held_out_seen[arch.arch_id] = ev
+        return [(self._seen.get(a.arch_id) or self._held_out_seen[a.arch_id]).measurement
+                for a in archs]
+
+    def _measure(self, archs: Sequence[Arch]) -> dict[str, Measurement]:
+        if not archs:
+            return {}
+        quality = self._validate(archs)
+        return {
+            arch.arch_id: Measurement({**self.cost(arch), **{k: float(v) for k, v in q.items()}})
+            for arch, q in zip(archs, quality, strict=True)
+        }
 
     # --- pymoo view -------------------------------------------------------------------------
     def F(self, metrics: Mapping[str, float] | Measurement) -> np.ndarray:

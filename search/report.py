@@ -33,6 +33,7 @@ from search.problem import metric_sense
 from search.results import Row, SearchResult, non_dominated
 
 RESULTS_CSV = "results.csv"
+HELD_OUT_CSV = "held_out.csv"
 RESULTS_JSONL = "results.jsonl"
 SUMMARY_JSON = "summary.json"
 PARETO_PNG = "pareto.png"
@@ -43,6 +44,7 @@ LABELS = {
     "bleu": "BLEU",
     "loss": "validation loss",
     "latency_ms": "latency (ms)",
+    "cpu_time_ms": "CPU time (ms)",
     "macs": "MACs",
     "params": "parameters",
     "energy_mj": "energy (mJ)",
@@ -120,6 +122,7 @@ def summary(result: SearchResult, extra: Mapping[str, Any] | None = None) -> dic
             "reference_point": list(result.reference_point),
             "ideal_point": list(result.ideal_point),
             "validations": len(result.rows),
+            "held_out_validations": len(result.held_out),
             "hypervolume": list(result.hypervolume),
             "hypervolume_normalised": list(result.hypervolume_normalised),
             "best_curve": best_curves(result),
@@ -170,7 +173,26 @@ def summary_tables(result: SearchResult, max_front: int = 15) -> list[Table]:
         front.add_row(*[fmt_value(m, row.metrics.get(m)) for m in shown], row.arch_id)
     if len(order) > max_front:
         front.caption = f"{len(order) - max_front} more in {RESULTS_CSV} (column pareto)"
-    return [head, best, front]
+    tables = [head, best, front]
+    if result.held_out:
+        tables.append(_held_out_table(result))
+    return tables
+
+
+def _held_out_table(result: SearchResult) -> Table:
+    """The held-out validations in one line, with the predictor figures they gave."""
+    table = Table(title=f"Held out of the front: {len(result.held_out)} validations "
+                        f"({HELD_OUT_CSV})")
+    quality = result.extras.get("predictor_quality") or {}
+    shown = [k for k in ("samples", "spearman", "kendall", "mae") if k in quality]
+    for key in ("validations", *shown):
+        table.add_column(key, justify="right")
+    cells = [quality[k] for k in shown]
+    table.add_row(str(len(result.held_out)),
+                  *("-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+                    for v in cells))
+    table.caption = "subnets that only score the strategy's predictor: in no front or best row"
+    return table
 
 
 def print_summary(result: SearchResult, console: Console | None = None) -> None:
@@ -306,6 +328,8 @@ def write_report(
         out / HYPERVOLUME_PNG,
     )  # fmt: skip
     frame.to_csv(files.results_csv, index=False)
+    if result.held_out:
+        result.held_out_frame().to_csv(out / HELD_OUT_CSV, index=False)
     with files.results_jsonl.open("w") as f:
         for record in frame.to_dict(orient="records"):
             record["arch"] = json.loads(record["arch"])

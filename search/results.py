@@ -73,6 +73,8 @@ class SearchResult:
 
     Attributes:
         rows: every validation in history order.
+        held_out: validations a strategy kept out of the result (e.g. to score its predictor):
+            they used budget but are in no front, curve or best row.
         pareto: the non-dominated feasible rows (exact, by objectives; ties all kept).
         hypervolume: hypervolume of the feasible front after each validation.
         hypervolume_normalised: the same divided by the volume of the box between the
@@ -94,6 +96,7 @@ class SearchResult:
     hypervolume_normalised: tuple[float, ...]
     best: Mapping[str, Row | None]
     extras: Mapping[str, Any] = field(default_factory=dict)
+    held_out: tuple[Row, ...] = ()  # validations kept out of the front and the best rows
 
     @classmethod
     def from_problem(
@@ -148,6 +151,11 @@ class SearchResult:
             hypervolume_normalised=tuple(float(v) for v in normalised),
             best=best,
             extras=dict(extras or {}),
+            held_out=tuple(
+                Row(index=ev.index, arch=ev.arch, metrics=dict(ev.measurement.metrics),
+                    feasible=problem.feasible(ev.measurement))
+                for ev in problem.held_out
+            ),
         )
 
     # --- views ---------------------------------------------------------------------------
@@ -193,4 +201,18 @@ class SearchResult:
             records.append(record)
         columns = ["arch_id", "arch", *self.metric_names, "feasible", "pareto", "hypervolume"]
         columns += ["strategy", "seed", "index"]
+        return pd.DataFrame.from_records(records, columns=columns)
+
+    def held_out_frame(self) -> pd.DataFrame:
+        """The held-out validations: arch_id, arch (JSON), metrics, feasible, run keys."""
+        import pandas as pd
+
+        names = sorted({k for r in self.held_out for k in r.metrics})
+        records = [
+            {"arch_id": r.arch_id, "arch": json.dumps(r.arch.to_dict(), sort_keys=True),
+             **{n: r.metrics.get(n, np.nan) for n in names}, "feasible": r.feasible,
+             "strategy": self.strategy, "seed": self.seed, "index": r.index}
+            for r in self.held_out
+        ]
+        columns = ["arch_id", "arch", *names, "feasible", "strategy", "seed", "index"]
         return pd.DataFrame.from_records(records, columns=columns)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from search.report import ReportFiles, best_curves
 from search.results import SearchResult
-from supernet.wandb_mode import wandb_mode
+from supernet.runtime import finish_wandb_run, wandb_mode
 
 if TYPE_CHECKING:
     from search.problem import Evaluation
@@ -65,7 +65,7 @@ def wandb_run(
         yield run
         failed = False
     finally:
-        run.finish(exit_code=1 if failed else 0)
+        finish_wandb_run(run, exit_code=1 if failed else 0)
 
 
 class WandbProgress:

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 def collect_random_state() -> dict[str, Any]:
     """The global generators' states, in types that load with `torch.load(weights_only=True)`."""
     name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    keys = np.asarray(keys)
     version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],

@@ -7,6 +7,7 @@ its space name and the data settings, so search needs nothing from the training 
 from __future__ import annotations
 
 import importlib
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +45,34 @@ def build_supernet(record: dict[str, Any]) -> Supernet:
     return as_supernet(cls(**record["supernet_config"]))
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file with clear errors for missing, corrupt or foreign files."""
+def read_checkpoint(
+    path: str | Path, trusted: bool = False, mmap: bool = False
+) -> dict[str, Any]:
+    """Load a checkpoint file with clear errors for missing, corrupt or foreign files.
+
+    Checkpoints this framework writes hold only tensors and plain data, so they load with
+    `torch.load(weights_only=True)`, which runs no code from the file. A file that needs
+    more (a foreign or legacy checkpoint holding Python objects) is refused unless `trusted`.
+    `mmap` maps tensors instead of reading them (for looking at the `nas` record only).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint at {path}; train one with `python train.py` or fix ckpt_path"
         )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        if "weights_only" not in str(err):
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt or unreadable (UnpicklingError); "
+                "use another checkpoint, e.g. checkpoints/last.ckpt of the run"
+            ) from None
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects beyond tensors and plain data, so it was "
+            "not written by this framework (or by an older version); loading it runs code from "
+            "the file. If you trust it, pass ckpt_trusted=true"
+        ) from None
     except Exception as err:  # torch raises many types for damaged files
         raise CheckpointError(
             f"checkpoint {path} is corrupt or unreadable ({err.__class__.__name__}); "
@@ -66,14 +86,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def read_record(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's `nas` record, without reading its tensors (they are memory-mapped)."""
+    return dict(read_checkpoint(path, mmap=True)["nas"])
+
+
 def load_supernet(
-    path: str | Path, expected_space: str | None = None
+    path: str | Path, expected_space: str | None = None, trusted: bool = False
 ) -> tuple[Supernet, dict[str, Any]]:
     """Rebuild the supernet of a checkpoint and load its weights.
 
     Returns the supernet (eval mode) and the checkpoint's `nas` record.
     """
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, trusted=trusted)
     record = checkpoint["nas"]
     if expected_space is not None and record["space"] != expected_space:
         raise CheckpointError(

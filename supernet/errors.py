@@ -16,5 +16,5 @@ class CheckpointError(NASError):
     """A checkpoint that does not exist, is corrupt, or belongs to another space."""
 
 
-class ConfigError(NASError):
+class ConfigError(NASError, ValueError):
     """A configuration value that is not allowed."""

@@ -116,7 +116,7 @@ class SupernetModule(L.LightningModule):
         epoch = self.current_epoch
         self.log("train/phase", float(self.recipe.phase_index(epoch)))
         if self.recipe.sorts_channels_at(epoch) and hasattr(self.supernet, "sort_channels"):
-            self.supernet.sort_channels()
+            self.supernet.sort_channels(self.recipe.expand_stage(epoch))
             for opt in self._optimizers():
                 opt.state.clear()  # momentum buffers follow the old channel order
         if self.recipe.wants_teacher(epoch) and not self._teacher:

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from supernet.callbacks import ResumeRandomState
@@ -17,7 +18,7 @@ from supernet.checkpoint import read_checkpoint
 from supernet.distributed import check_launch_environment
 from supernet.errors import ConfigError
 from supernet.protocol import Supernet, as_supernet
-from supernet.wandb_mode import wandb_group, wandb_mode
+from supernet.runtime import finish_wandb_run, set_threads, wandb_group, wandb_mode
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,6 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     if cfg.trainer.get("enable_checkpointing") is False:
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
     return [*callbacks, ResumeRandomState()]
-
-
-def set_threads(threads: int | None) -> None:
-    """Pin the CPU thread count (oversubscribed threads run several times slower)."""
-    if threads:
-        torch.set_num_threads(int(threads))
 
 
 def check_accelerator(trainer_cfg: DictConfig) -> None:
@@ -120,9 +115,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     finally:
         for lg in loggers:
-            finish = getattr(getattr(lg, "experiment", None), "finish", None)
-            if callable(finish):
-                finish()
+            if isinstance(lg, WandbLogger) and lg._experiment is not None:
+                finish_wandb_run(lg.experiment)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if not metrics:
         raise ConfigError("training produced no metrics; check trainer.max_epochs and the data")

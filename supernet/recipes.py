@@ -56,6 +56,11 @@ class Recipe:
         """True when channels should be re-sorted by importance before this epoch."""
         return False
 
+    def expand_stage(self, epoch: int) -> int:
+        """How many earlier phases sorted channels: the sort at `epoch` keeps that many
+        already-trained narrower widths in front (OFA sorts per expand stage)."""
+        return 0
+
 
 class RandomSubnet(Recipe):
     """One uniformly random subnet per step (HAT)."""
@@ -155,6 +160,10 @@ class ProgressiveShrinking(Recipe):
     def sorts_channels_at(self, epoch: int) -> bool:
         index, phase = self.phase_of(epoch)
         return phase.sort_channels and epoch == sum(p.epochs for p in self.phases[:index])
+
+    def expand_stage(self, epoch: int) -> int:
+        index, _ = self.phase_of(epoch)
+        return sum(1 for p in self.phases[:index] if p.sort_channels)
 
     def plan(self, space: SearchSpace, epoch: int, step: int) -> StepPlan:
         _, phase = self.phase_of(epoch)

@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import open_dict
 
-from supernet.wandb_mode import wandb_group
+from supernet.runtime import wandb_group
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 

@@ -2,7 +2,7 @@
 
 It is one more space plus an evaluator, so every strategy runs on it unchanged:
 
-    bench = load_benchmark("nats_sss", "../shared/data", "cifar10")
+    bench = load_benchmark("nats_sss", dataset="cifar10")  # the bundled table
     problem = Problem(space=bench.space, objectives=("accuracy", "macs"),
                       constraints=bench.relative({"macs": 0.5}), validate=bench.validate,
                       cost=bench.cost, budget=400)

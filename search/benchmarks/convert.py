@@ -1,6 +1,6 @@
 """Converters to the compact table: from the published CSV exports and from the NATS-Bench API.
 
-Published exports (a data folder, e.g. `../shared/data`):
+Published exports (a data folder holding these files):
 
 - NATS size: `nats-sss/nats_sss_accuracy.csv` (`arch`, `cifar10_valid_acc_90ep`,
   `cifar100_acc_90ep`, `imagenet16_120_acc_90ep`: 90-epoch validation accuracies, no test

@@ -1,10 +1,11 @@
-"""Build a `TabularBenchmark` from wherever the user keeps the data (the `space=` configs).
+"""Build a `TabularBenchmark` from the bundled tables or wherever the user keeps the data.
 
-`path` may be a compact CSV table, a folder of the published exports (the layout of
-`../shared/data`: `nats-sss/…`, `nas-bench-201/…`, or the subfolder itself), or, with
-`source="nats_bench"`, the official NATS-Bench file or folder. A relative path is taken from
-the working directory if it exists there, else from the repository root, so the default
-`../shared/data` means "next to the repository".
+With no `path`, the tables that ship inside the package are used (`search/benchmarks/data/`,
+see its README for their provenance). Otherwise `path` may be a compact CSV table (optionally
+gzip-compressed), a folder of the published exports (`nats-sss/…`, `nas-bench-201/…`, or the
+subfolder itself), or, with `source="nats_bench"`, the official NATS-Bench file or folder. A
+relative path is taken from the working directory if it exists there, else from the
+repository root.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from search.benchmarks.convert import (
     NB201_TEST,
     SSS_ACC,
     SSS_DIR,
+    VALIDATION_CHOICES,
     convert_nats_bench,
     convert_nats_sss,
     convert_nb201,
@@ -30,6 +32,9 @@ from search.benchmarks.spaces import NatsSizeSpace, NB201Space
 from search.benchmarks.table import read_table, write_table
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+BUNDLED = Path(__file__).resolve().parent / "data"
+BUNDLED_TABLES = {"nats_sss": BUNDLED / "nats_sss.csv.gz",
+                  "nas_bench_201": BUNDLED / "nas_bench_201.csv.gz"}
 SPACES = {
     "nats_sss": "nats_sss",
     "sss": "nats_sss",
@@ -68,24 +73,47 @@ def space_name(name: str) -> str:
         ) from None
 
 
+def _is_table_file(path: Path) -> bool:
+    return path.is_file() and path.name.endswith((".csv", ".csv.gz"))
+
+
+def load_bundled_table(name: str, validation: str = "12ep") -> pd.DataFrame:
+    """The table that ships with the package. NAS-Bench-201's holds the 12-epoch validation
+    accuracy as `val_acc` and the 200-epoch test accuracy as `test_acc`; `200ep_test` searches
+    on the latter."""
+    df = read_table(BUNDLED_TABLES[name])
+    if name == "nas_bench_201":
+        if validation not in VALIDATION_CHOICES:
+            raise BenchmarkError(f"validation={validation!r} is not one of "
+                                 f"{list(VALIDATION_CHOICES)} (the figure a strategy searches on)")
+        if validation == "200ep_test":
+            df = df.assign(val_acc=df["test_acc"])
+    return df
+
+
 def load_table(
     name: str,
-    path: str | Path,
+    path: str | Path | None,
     source: str = "auto",
     validation: str = "12ep",
     hp: str | None = None,
     cache: str | Path | None = None,
 ) -> pd.DataFrame:
-    """The compact table (all datasets) of benchmark `name` found at `path`."""
+    """The compact table (all datasets) of benchmark `name` found at `path` (None: bundled)."""
     name = space_name(name)
     if source not in SOURCES:
         raise BenchmarkError(f"source={source!r}; choose one of {list(SOURCES)}")
+    if path is None:
+        key_bundled = (name, "bundled", validation)
+        if key_bundled not in _TABLES:
+            _TABLES[key_bundled] = load_bundled_table(name, validation)
+        return _TABLES[key_bundled]
     root = resolve_path(path)
     key = (name, str(root), source, validation, str(hp), str(cache))
     if key in _TABLES:
         return _TABLES[key]
     sub, marker = (SSS_DIR, SSS_ACC) if name == "nats_sss" else (NB201_DIR, NB201_TEST)
-    if source == "csv" or (source == "auto" and root.is_file() and root.suffix == ".csv"):
+    if source == "csv" or (source == "auto" and _is_table_file(root)):
         df = read_table(root)
     elif source == "exports" or (source == "auto" and find_file(root, sub, marker) is not None):
         df = convert_nats_sss(root) if name == "nats_sss" else convert_nb201(root, validation)
@@ -110,7 +138,7 @@ def load_table(
 
 def load_benchmark(
     name: str,
-    path: str | Path,
+    path: str | Path | None = None,
     dataset: str = "cifar10",
     source: str = "auto",
     validation: str = "12ep",
@@ -122,7 +150,8 @@ def load_benchmark(
 
     Args:
         name: which space the table must describe.
-        path: compact CSV, exports folder or NATS-Bench files (see the module docstring).
+        path: compact CSV, exports folder or NATS-Bench files (see the module docstring);
+            None: the table bundled with the package.
         dataset: `cifar10`, `cifar100` or `imagenet16_120`.
         source: `auto` (guess from `path`), `csv`, `exports` or `nats_bench`.
         validation: NAS-Bench-201 exports only: `12ep` or `200ep_test` (see `convert`).
@@ -136,7 +165,8 @@ def load_benchmark(
         df,
         dataset,
         canonical=canonical,
-        info={"source": str(resolve_path(path)), "validation": validation, "name": kind},
+        info={"source": "bundled" if path is None else str(resolve_path(path)),
+              "validation": validation, "name": kind},
     )
     expected = NatsSizeSpace if kind == "nats_sss" else NB201Space
     if not isinstance(bench.space, expected):

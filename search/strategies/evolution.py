@@ -15,6 +15,7 @@ import numpy as np
 
 from search.problem import Problem
 from search.strategies.random import sample_new_feasible
+from supernet.errors import ConfigError
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,12 @@ class RegularizedEvolution:
         self, population: int = 50, tournament: int = 10, batch_size: int = 1, max_tries: int = 100
     ) -> None:
         if population < 2 or not 1 <= tournament <= population:
-            raise ValueError(
+            raise ConfigError(
                 f"need population >= 2 and 1 <= tournament <= population, got "
                 f"{population=} {tournament=}"
             )
         if batch_size < 1 or max_tries < 1:
-            raise ValueError("batch_size and max_tries must be positive")
+            raise ConfigError("batch_size and max_tries must be positive")
         self.population = population
         self.tournament = tournament
         self.batch_size = batch_size

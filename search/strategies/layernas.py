@@ -42,8 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from search.blockmeasure import score_metric
+from search.mathnas.measure import score_metric
 from search.problem import Problem, ProblemError
+from supernet.errors import ConfigError
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,11 @@ class LayerNAS:
         bucket_range: str = "layer",
     ) -> None:
         if fill not in FILLS:
-            raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
+            raise ConfigError(f"fill must be one of {FILLS}, got {fill!r}")
         if buckets is not None and buckets < 1:
-            raise ValueError(f"buckets must be at least 1, got {buckets}")
+            raise ConfigError(f"buckets must be at least 1, got {buckets}")
         if top_per_bucket < 1:
-            raise ValueError(f"top_per_bucket must be at least 1, got {top_per_bucket}")
+            raise ConfigError(f"top_per_bucket must be at least 1, got {top_per_bucket}")
         self.buckets = buckets
         self.top_per_bucket = top_per_bucket
         self.cost_metric = cost_metric
@@ -95,7 +96,7 @@ class LayerNAS:
         self.max_buckets = max_buckets
         self.bucket_jitter = bucket_jitter
         if bucket_range not in BUCKET_RANGES:
-            raise ValueError(f"bucket_range must be one of {BUCKET_RANGES}, got {bucket_range!r}")
+            raise ConfigError(f"bucket_range must be one of {BUCKET_RANGES}, got {bucket_range!r}")
         self.bucket_range = bucket_range
 
     def run(self, problem: Problem, rng: np.random.Generator) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """LINAS (Cummings et al. 2022): NSGA-II on cheap predictors chooses what to validate next.
 
-Loop: validate a random population; then repeatedly fit one predictor per metric on all
+Loop: validate a small random sample; then repeatedly fit one predictor per metric on all
 validated rows, run NSGA-II on the predictors (20,000 predictor calls, a gene matrix per
-generation), and validate the final NSGA-II population. Unlike the reference code, every
-proposed arch is new (by default NSGA-II never keeps a validated one), infeasible proposals
-are dropped by their true (free) cost before validation, the last population is
-validated, and the result is the exact front of all validations, not the last batch.
+generation), and validate the `batch_size` best-ranked archs of the final NSGA-II population.
+Small batches make many predictor rounds within a budget, so the predictors learn from what
+the search itself found. Unlike the reference code, every proposed arch is new (by default
+NSGA-II never keeps a validated one), infeasible proposals are dropped by their true cost before
+validation, and the result is the exact front of all validations, not the last batch.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from search.predictors import (
 from search.problem import Problem, metric_sense
 from search.strategies._genetic import GeneCodec, GeneProblem, make_nsga2, seed_from
 from search.strategies.random import sample_new_feasible
+from supernet.errors import ConfigError
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -57,13 +59,15 @@ class LINAS:
 
     Args:
         initial: random archs validated before the first predictor is fitted.
-        population: NSGA-II population on the predictors, which is also the batch size.
+        population: NSGA-II population on the predictors.
         generations: NSGA-II generations per step (population × generations predictor
             evaluations; 50 × 400 = 20,000 as in the papers for MobileNetV3).
-        predict_costs: fit predictors for cost metrics too (True, as in the papers, where
-            latency is predicted). False takes costs from `problem.cost`, exact but one
-            call per distinct candidate: fine for analytic MACs/params, slow for measured
-            latency.
+        batch_size: validations per predictor round: the best-ranked new feasible archs of
+            the final population (None: the whole population, the reference code's batch).
+        predict_costs: `auto` fits predictors for measured costs (latency, CPU time) and takes
+            analytic ones (MACs, parameters) exactly from the cost model; True predicts every
+            cost (as the papers do); False takes every cost from `problem.cost`, exact but one
+            call per distinct candidate (slow for measured latency).
         folds: CV folds for choosing each predictor.
         ridge_alphas, svr_cs: predictor grids (an empty list leaves a family out).
         max_tries: rejected random samples in a row before the initial population (or a
@@ -81,10 +85,11 @@ class LINAS:
 
     def __init__(
         self,
-        initial: int = 50,
+        initial: int = 20,
         population: int = 50,
         generations: int = 400,
-        predict_costs: bool = True,
+        batch_size: int | None = 10,
+        predict_costs: bool | str = "auto",
         folds: int = 5,
         ridge_alphas: Sequence[float] = RIDGE_ALPHAS,
         svr_cs: Sequence[float] = SVR_CS,
@@ -93,10 +98,16 @@ class LINAS:
         exclude_validated: bool = True,
     ) -> None:
         if initial < 2 or population < 2 or generations < 1 or folds < 2:
-            raise ValueError("need initial >= 2, population >= 2, generations >= 1, folds >= 2")
+            raise ConfigError("need initial >= 2, population >= 2, generations >= 1, folds >= 2")
+        if batch_size is not None and not 1 <= batch_size <= population:
+            raise ConfigError(f"batch_size must be in [1, population={population}] or null, "
+                              f"got {batch_size}")
+        if predict_costs not in (True, False, "auto"):
+            raise ConfigError(f"predict_costs is true, false or auto; got {predict_costs!r}")
         self.initial = initial
         self.population = population
         self.generations = generations
+        self.batch_size = batch_size or population
         self.predict_costs = predict_costs
         self.folds = folds
         self.ridge_alphas = tuple(float(a) for a in ridge_alphas)
@@ -177,9 +188,11 @@ class LINAS:
         archs = [ev.arch for ev in problem.history]
         genes = codec.encode(archs)
         X = codec.features(genes)
-        cost_names = set(problem.cost(problem.space.smallest()))
+        smallest = problem.space.smallest()
+        cost_names = set(problem.cost(smallest))
+        analytic = set(problem.analytic_cost(smallest))
         metrics = list(dict.fromkeys([*problem.objectives, *problem.constraints]))
-        predicted = [m for m in metrics if self.predict_costs or m not in cost_names]
+        predicted = [m for m in metrics if m not in cost_names or self._predicts(m, analytic)]
         models = {}
         for m in predicted:
             y = np.array([ev.measurement[m] for ev in problem.history])
@@ -196,7 +209,8 @@ class LINAS:
             keys = codec.keys(block)
             todo = [i for i, key in enumerate(keys) if key not in cost_cache]
             for i, arch in zip(todo, codec.decode(block[todo]), strict=True):
-                cost_cache[keys[i]] = problem.cost(arch)
+                cost_cache[keys[i]] = (problem.analytic_cost(arch) if self.predict_costs == "auto"
+                                       else problem.cost(arch))
             return [cost_cache[key] for key in keys]
 
         def evaluate(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -225,12 +239,18 @@ class LINAS:
         exclude = (lambda: validated) if self.exclude_validated else None
         algorithm = make_nsga2(codec, self.population, seed_from(rng), exclude, start)
         result = minimize(gene_problem, algorithm, ("n_gen", self.generations), verbose=False)
-        final = codec.canonical(result.pop.get("X"))
-        proposals = [
-            (a, f)
-            for a, f in zip(codec.decode(final), result.pop.get("F"), strict=True)
-            if not problem.seen(a) and problem.cost_feasible(a)
-        ]
+        pop = result.pop
+        rank, crowding = pop.get("rank"), pop.get("crowding")
+        order = (np.lexsort((-np.nan_to_num(crowding.astype(float), posinf=1e300), rank))
+                 if rank is not None and crowding is not None else np.arange(len(pop)))
+        final = codec.canonical(pop.get("X")[order])
+        proposals: list[tuple[Arch, np.ndarray]] = []
+        for a, f in zip(codec.decode(final), pop.get("F")[order], strict=True):  # best first
+            if len(proposals) == self.batch_size:
+                break  # costs of the rest are never asked for (they may be measured)
+            if not problem.seen(a) and all(a.arch_id != p.arch_id for p, _ in proposals) \
+                    and problem.cost_feasible(a):
+                proposals.append((a, f))
         search_seconds = time.perf_counter() - t1
         return LinasStep(
             archs=[a for a, _ in proposals],
@@ -239,6 +259,12 @@ class LINAS:
             fit_seconds=fit_seconds,
             search_seconds=search_seconds,
         )
+
+    def _predicts(self, cost: str, analytic: set[str]) -> bool:
+        """Whether a cost metric gets a predictor (see `predict_costs`)."""
+        if self.predict_costs == "auto":
+            return cost not in analytic
+        return bool(self.predict_costs)
 
     def _initial_genes(
         self, codec: GeneCodec, validated: set[bytes], rng: np.random.Generator

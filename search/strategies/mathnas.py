@@ -1,7 +1,7 @@
 """MathNAS (arXiv 2311.04943): measure m·n blocks, predict every network, solve a 0-1 program.
 
-The strategy measures a block table on the problem (`search.blockmeasure`) or loads one from
-YAML, solves the exact program for each constraint setting (`search.blocksolve`), validates the
+The strategy measures a block table on the problem (`search.mathnas.measure`) or loads one from
+YAML, solves the exact program for each constraint setting (`search.mathnas.solve`), validates the
 chosen networks for real, and reports the predicted front and the predictor's quality.
 
 Variants beyond the paper (options, off by default): `top_k` validates the k best predicted
@@ -20,16 +20,17 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from search.blockmeasure import compose, measure_block_table, score_metric
-from search.blocksolve import (
+from search.mathnas.measure import compose, measure_block_table, score_metric
+from search.mathnas.rank import RankedTable, refit_table
+from search.mathnas.solve import (
     BlockTableSolver,
     InfeasibleConstraintError,
     Solution,
     solve_block_table,
 )
-from search.blocktable import BlockTable, BlockTableError
+from search.mathnas.table import BlockTable, BlockTableError
 from search.problem import Problem
-from search.strategies._blockrank import RankedTable, refit_table
+from supernet.errors import ConfigError
 from supernet.space import Arch
 
 __all__ = ["MathNAS", "solve_block_table"]
@@ -52,7 +53,9 @@ class MathNAS:
         flops_metric: the cost metric that plays FLOPs.
         metric: the quality metric (default: the first accuracy/bleu/loss objective).
         quality_sample: random subnets validated to score the predictor, only if the budget
-            left after the search pays for them (0 switches this off).
+            left after the search pays for them (0 switches this off). They are held out of
+            the result: reported in their own table with Spearman and Kendall τ, never in the
+            front or the best rows.
         time_limit: seconds per MILP (None: no limit).
         engine: `auto` (the exact dynamic program for one constraint, HiGHS otherwise),
             `milp` (always HiGHS) or `dp`.
@@ -96,11 +99,11 @@ class MathNAS:
         clip_drops: bool = False,
     ) -> None:
         if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
+            raise ConfigError(f"top_k must be at least 1, got {top_k}")
         if not 1 <= refit_rounds <= top_k:
-            raise ValueError(f"refit_rounds must be in [1, top_k={top_k}], got {refit_rounds}")
+            raise ConfigError(f"refit_rounds must be in [1, top_k={top_k}], got {refit_rounds}")
         if refit_ridge <= 0:
-            raise ValueError(f"refit_ridge must be positive, got {refit_ridge}")
+            raise ConfigError(f"refit_ridge must be positive, got {refit_ridge}")
         self.block_table = block_table
         self.flops_correction = flops_correction
         self.budgets = None if budgets is None else [float(b) for b in budgets]
@@ -383,7 +386,7 @@ class MathNAS:
                 "skipped": f"scoring the predictor needs {len(new)} new validations, "
                 f"{problem.remaining} are left"
             }
-        measured = np.array([sign * m[name] for m in problem.evaluate(sample)])
+        measured = np.array([sign * m[name] for m in problem.evaluate_held_out(sample)])
         predicted = np.array(
             [table.predict_accuracy(space.node_choices(a), self.flops_correction) for a in sample]
         )

@@ -20,6 +20,7 @@ from pymoo.problems.static import StaticProblem
 
 from search.problem import Problem
 from search.strategies._genetic import GeneCodec, GeneProblem, make_nsga2, seed_from
+from supernet.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class NSGA2Search:
 
     def __init__(self, population: int = 50) -> None:
         if population < 2:
-            raise ValueError(f"population must be at least 2, got {population}")
+            raise ConfigError(f"population must be at least 2, got {population}")
         self.population = population
 
     def run(self, problem: Problem, rng: np.random.Generator) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from search.problem import Problem
+from supernet.errors import ConfigError
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class RandomSearch:
 
     def __init__(self, batch_size: int = 50, max_tries: int = 1000) -> None:
         if batch_size < 1 or max_tries < 1:
-            raise ValueError("batch_size and max_tries must be positive")
+            raise ConfigError("batch_size and max_tries must be positive")
         self.batch_size = batch_size
         self.max_tries = max_tries
 

@@ -2,7 +2,7 @@
 
 The encoder runs once over a `src_len`-token sentence, then `tgt_len` incremental decoder
 steps with beam 5 (end-of-sentence is forbidden until the last step, so every arch decodes
-the same number of steps). The cost model (search/hardware.py) calls
+the same number of steps). The cost model (search/hardware/) calls
 `workload(exported_subnet, arch)` once and times the closure it returns.
 """
 
@@ -73,7 +73,7 @@ class TranslationPartsChain:
     bookkeeping). Forward hooks read the clock around every layer call, so each layer is timed
     inside the real decoding run, with the caches and the data of its neighbours; the rest is
     the run's total minus its layers. `run(timer, sync, out)` is the chain protocol of
-    `search.latency_table`."""
+    `search.hardware.lookup_table`."""
 
     def __init__(self, model: TransformerCore, run: Callable[[], Any]) -> None:
         decoder = list(model.decoder_layers)[: model.num_decoder_layers]

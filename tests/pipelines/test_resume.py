@@ -27,8 +27,8 @@ RUN = [
 def _train(out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
     return subprocess.Popen(
-        [sys.executable, "train.py", *RUN, f"hydra.run.dir={out}", f"paths.data_dir={out.parent}/data",
-         *extra],
+        [sys.executable, "train.py", *RUN, f"hydra.run.dir={out}",
+         f"paths.data_dir={out.parent}/data", *extra],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 
-from search.evaluator import build_evaluator, evaluator_for, load_datamodule
+from search.evaluation import build_evaluator, evaluator_for, load_datamodule
+from search.evaluation.translation import TranslationEvaluator
 from search.pipeline import resolve_objectives
 from search.problem import ProblemError
-from search.translation_evaluator import TranslationEvaluator
 from supernet.checkpoint import load_supernet
 from supernet.errors import CheckpointError
 from tests.conftest import CONF_DIR
@@ -159,7 +159,7 @@ def test_quality_placeholder_resolves_per_evaluator() -> None:
 
 def test_ray_worker_builds_the_translation_evaluator(translation_run) -> None:
     """What each Ray actor builds (run here in-process): BLEU, with the serial store key."""
-    from search.distributed import _Worker
+    from search.evaluation.distributed import _Worker
     from supernet.checkpoint import supernet_record
 
     path, metrics = translation_run

@@ -128,3 +128,26 @@ def test_wandb_offline_run_holds_metrics(tmp_path: Path, monkeypatch) -> None:
     assert runs, "no offline W&B run was written"
     data = runs[0].read_bytes()
     assert b"val/acc_max" in data and b"train/loss" in data
+
+
+class _Payload:
+    """A Python object in a checkpoint: loading it would run code from the file."""
+
+
+def test_checkpoints_load_without_running_code_from_the_file(
+    tiny_ckpt: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from supernet.checkpoint import read_record
+
+    calls = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
+    assert read_checkpoint(tiny_ckpt)["nas"]["space"] == "mobilenetv3"
+    assert read_record(tiny_ckpt)["space"] == "mobilenetv3"
+    assert [c["weights_only"] for c in calls] == [True, True]
+    assert [c["mmap"] for c in calls] == [False, True]  # the record alone maps the tensors
+    foreign = tmp_path / "pickled.ckpt"
+    torch.save({"nas": {"space": "x"}, "obj": _Payload()}, foreign)
+    with pytest.raises(CheckpointError, match="ckpt_trusted=true"):
+        read_checkpoint(foreign)
+    assert isinstance(read_checkpoint(foreign, trusted=True)["obj"], _Payload)

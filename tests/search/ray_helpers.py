@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search.evaluator import ClassificationEvaluator
+from search.evaluation.images import ClassificationEvaluator
 from supernet.space import Arch
 
 

@@ -47,7 +47,7 @@ def test_search_on_a_table_finds_its_feasible_optimum(data_dir: Path, tmp_path: 
     ("overrides", "message"),
     [
         (("strategy=layernas", "strategy.bucket_range=foo"), "strategy: bucket_range must be"),
-        (("+strategy.no_such_option=1",), "unexpected keyword argument 'no_such_option'"),
+        (("+strategy.no_such_option=1",), "strategy.no_such_option is not a setting"),
         (("space.dataset=mnist",), "mnist"),
         (("space.path=/nowhere",), "no nats_sss data at /nowhere"),
         (("constraints.macs=1",), "cannot be met"),

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from search.benchmarks import TabularBenchmark
-from search.blocktable import BlockTable
+from search.mathnas.rank import refit_table
+from search.mathnas.table import BlockTable
 from search.results import SearchResult
-from search.strategies._blockrank import refit_table
 from search.strategies.evolution import RegularizedEvolution
 from search.strategies.layernas import LayerNAS
 from search.strategies.linas import LINAS

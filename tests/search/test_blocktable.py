@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.blockmeasure import measure_block_table, plan_block_table
-from search.blocktable import BlockTable, BlockTableError
+from search.mathnas.measure import measure_block_table, plan_block_table
+from search.mathnas.table import BlockTable, BlockTableError
 from search.problem import Problem, ProblemError
 from supernet.space import Arch
 from tests.search._strategy_toys import layered_space

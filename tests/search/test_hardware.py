@@ -12,7 +12,6 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from search import hardware
 from search.hardware import (
     CUDA_MISSING,
     AnalyticCost,
@@ -22,6 +21,7 @@ from search.hardware import (
     MeasuredLatencyCost,
     count_macs,
 )
+from search.hardware import costs as hardware
 from search.store import Store
 from supernet.space import Decision, SearchSpace
 from tests.conftest import CONF_DIR
@@ -162,7 +162,7 @@ def test_measured_latency_uses_exported_eval_subnet_and_the_store(tmp_path: Path
 def test_long_runs_of_latency_timings_report_progress(monkeypatch, caplog) -> None:
     monkeypatch.setattr(hardware, "TIMING_REPORT_EVERY", 2)
     cost = MeasuredLatencyCost(LatencyMeter(warmup=0, repeats=2)).bind(TinySupernet())
-    with caplog.at_level(logging.INFO, logger="search.hardware"):
+    with caplog.at_level(logging.INFO, logger="search.hardware.costs"):
         for arch in (SPACE.smallest(), SPACE.largest(), SPACE.smallest()):
             cost(arch)
     reports = [r.getMessage() for r in caplog.records if "timed the latency" in r.getMessage()]
@@ -187,3 +187,20 @@ def test_hardware_configs_instantiate(option: str) -> None:
             cost.check_available()
     else:
         cost.check_available()
+
+
+def test_process_clock_results_are_cpu_time_never_latency() -> None:
+    """Latency is wall time: a process-clock figure is stored and shown as cpu_time_ms."""
+    wall, process = LatencyMeter(repeats=2, warmup=0), LatencyMeter(repeats=2, warmup=0,
+                                                                    clock="process")
+    assert wall.metric == "latency_ms" and process.metric == "cpu_time_ms"
+    assert set(process.measure(lambda: sum(range(1000))).as_metrics()) == {
+        "cpu_time_ms", "cpu_time_std_ms"}
+    assert wall.settings()["metric"] != process.settings()["metric"]  # never one store key
+    cost = MeasuredLatencyCost(process)
+    assert cost.objective == "cpu_time_ms"
+    with pytest.raises(HardwareError, match="clock=process measures cpu_time_ms"):
+        MeasuredLatencyCost(process, objective="latency_ms")
+    cpu_time = instantiate(OmegaConf.load(CONF_DIR / "hardware" / "cpu_time.yaml"))
+    assert cpu_time.objective == "cpu_time_ms"
+    assert instantiate(OmegaConf.load(CONF_DIR / "hardware" / "cpu.yaml")).meter.clock == "wall"

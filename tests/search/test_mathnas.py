@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search import blockreduce
-from search.blockmeasure import measure_block_table
-from search.blocksolve import BlockTableSolver, InfeasibleConstraintError
-from search.blocktable import BlockNode, BlockOption, BlockTable, BlockTableError
+from search.mathnas import reduce as blockreduce
+from search.mathnas.measure import measure_block_table
+from search.mathnas.solve import BlockTableSolver, InfeasibleConstraintError
+from search.mathnas.table import BlockNode, BlockOption, BlockTable, BlockTableError
 from search.problem import Problem, ProblemError
 from search.strategies.mathnas import MathNAS, solve_block_table
 from supernet.space import Arch, Decision, SearchSpace
@@ -338,6 +338,36 @@ def test_predictor_quality_when_affordable() -> None:
     assert quality["samples"] == 40
     assert quality["spearman"] == pytest.approx(1.0) and quality["kendall"] == pytest.approx(1.0)
     assert quality["mae"] < 1e-9
+
+
+def test_predictor_checks_are_held_out_of_the_result() -> None:
+    """MathNAS reports MathNAS: the random subnets that score its predictor cost budget but
+    are in no front and no best row; they have a table of their own."""
+    from search.results import SearchResult
+
+    problem = toy_problem({"latency_ms": 6.0}, budget=200)
+    used_by_search = MathNAS(quality_sample=0).run(problem, np.random.default_rng(0))
+    searched = problem.used
+    problem = toy_problem({"latency_ms": 6.0}, budget=200)
+    extras = MathNAS(quality_sample=40).run(problem, np.random.default_rng(0))
+    result = SearchResult.from_problem(problem, "mathnas", 0, extras)
+    assert len(result.rows) == searched and used_by_search["table_validations"] <= searched
+    history = {r.arch_id for r in result.rows}
+    held_only = {r.arch_id for r in result.held_out} - history
+    assert len(result.held_out) == 40 and held_only
+    assert problem.used == searched + len(held_only)  # they cost budget
+    assert not held_only & {r.arch_id for r in result.pareto}
+    assert not held_only & {r.arch_id for r in result.best.values() if r is not None}
+    assert len(result.hypervolume) == len(result.rows)
+
+
+def test_held_out_validations_are_reused_not_paid_twice() -> None:
+    problem = toy_problem(None, budget=5)
+    archs = [problem.space.sample(np.random.default_rng(i)) for i in range(3)]
+    problem.evaluate_held_out(archs[:2])
+    assert problem.used == 2 and not problem.history
+    problem.evaluate(archs)  # two already paid for, one new
+    assert problem.used == 3 and len(problem.history) == 3 and len(problem.held_out) == 2
 
 
 def test_loaded_table_costs_no_validations(tmp_path: Path) -> None:

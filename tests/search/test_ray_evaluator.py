@@ -24,9 +24,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from search import distributed
-from search.distributed import DistributedError, RayEvaluator
-from search.evaluator import ClassificationEvaluator
+from search.evaluation import distributed
+from search.evaluation.distributed import DistributedError, RayEvaluator
+from search.evaluation.images import ClassificationEvaluator
 from search.store import Store
 from supernet.checkpoint import STATE_PREFIX, load_supernet, supernet_record
 from supernet.errors import NASError

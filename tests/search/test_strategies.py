@@ -147,10 +147,11 @@ def test_linas_reaches_the_stated_hypervolume_and_reports(toy: AdditiveToy) -> N
     result = run(fast_linas(), problem, seed=0)
     assert result.hypervolume_normalised[-1] >= 0.98 * optimum
     iterations = result.extras["iterations"]
-    assert [it["validated"] for it in iterations] == [50, 50]
-    for it in iterations:
-        assert it["step_seconds"] > 0 and set(it["quality"]) == {"accuracy", "macs"}
-        assert it["quality"]["accuracy"]["kendall_tau"] > 0.8  # on rows it never saw
+    assert result.extras["initial"] == 20  # then predictor rounds of 10: many of them
+    assert [it["validated"] for it in iterations] == [10] * 13
+    for it in iterations:  # MACs are analytic: exact from the cost model, never predicted
+        assert it["step_seconds"] > 0 and set(it["quality"]) == {"accuracy"}
+    assert iterations[-1]["quality"]["accuracy"]["kendall_tau"] > 0.8  # on rows it never saw
 
 
 def test_linas_beats_random_at_equal_budget(toy: AdditiveToy) -> None:
@@ -183,3 +184,22 @@ def test_evolution_climbs_the_first_objective(
     optimum = toy.accuracy_of(G)[feasible].max()
     assert best["random"] < optimum - 1.0  # the toy is not trivial
     assert best["evolution"] == pytest.approx(optimum)
+
+
+def test_linas_predicts_measured_costs_and_takes_analytic_ones_exactly(toy: AdditiveToy) -> None:
+    """`predict_costs: auto`: a latency gets a predictor, MACs come from the cost model."""
+    calls: list[str] = []
+
+    def cost(arch):
+        calls.append(arch.arch_id)
+        macs = toy.cost(arch)["macs"]
+        return {"macs": macs, "latency_ms": macs / 1e6}
+
+    problem = Problem(toy.space, ("accuracy", "latency_ms"), {"macs": 40e6}, toy.validate, cost,
+                      60, reference={"accuracy": 30.0}, analytic_cost=toy.cost)
+    result = run(fast_linas(), problem, seed=0)
+    predictors = {m for it in result.extras["iterations"] for m in it["predictors"]}
+    assert predictors == {"accuracy", "latency_ms"}
+    # latency is measured only for archs that are validated or checked as proposals, never
+    # for the 20,000 candidates NSGA-II scores on the predictors
+    assert len(set(calls)) <= 60 + 5 * 20

@@ -95,3 +95,39 @@ def test_bn_recalibration_gives_exact_statistics() -> None:
     expected = features.mean(dim=(0, 2, 3))
     assert torch.allclose(net[1].running_mean, expected, atol=1e-5)
     assert net[1].momentum == 0.1  # restored
+
+
+def test_each_expand_phase_sorts_at_its_own_stage() -> None:
+    """OFA sorts per expand stage: the second expand phase keeps the first one's widths."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF_DIR
+
+    phases = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "recipe" / "progressive.yaml"))
+    recipe = ProgressiveShrinking(phases["phases"], seed=0)  # type: ignore[index]
+    starts = [e for e in range(recipe.total_epochs) if recipe.sorts_channels_at(e)]
+    assert [recipe.expand_stage(e) for e in starts] == [0, 1]
+    # the input resolution is elastic from the first phase on
+    first = [a for s in range(30) for a in recipe.plan(SPACE, 0, s).archs]
+    assert {a["resolution"] for a in first} == {16, 20, 24}
+
+
+def test_module_passes_the_expand_stage_to_the_supernet(monkeypatch) -> None:
+    from supernet.mobilenetv3 import MobileNetV3Supernet
+    from supernet.module import SupernetModule
+
+    phases = [{"name": "full", "epochs": 1},
+              {"name": "e46", "epochs": 1, "sort_channels": True, "elastic": {"expand": 2}},
+              {"name": "e346", "epochs": 1, "sort_channels": True, "elastic": {"expand": "all"}}]
+    net = MobileNetV3Supernet(num_classes=4, in_channels=1, resolutions=(16,), stem_stride=1)
+    module = SupernetModule(net, ProgressiveShrinking(phases), optimizer=torch.optim.SGD)
+    stages: list[int] = []
+    monkeypatch.setattr(net, "sort_channels", stages.append)
+    monkeypatch.setattr(module, "log", lambda *a, **k: None)
+    monkeypatch.setattr(module, "_optimizers", lambda: [])
+    monkeypatch.setattr(module, "_make_teacher", lambda *a: None)
+    monkeypatch.setattr(module, "_sync_teacher", lambda: None)
+    for epoch in range(3):
+        monkeypatch.setattr(SupernetModule, "current_epoch", property(lambda self, e=epoch: e))
+        module.on_train_epoch_start()
+    assert stages == [0, 1]

@@ -13,8 +13,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from supernet.cli import EXIT_USER_ERROR, run_cli
 from supernet.data.translation.numbers import number_pairs
+from supernet.runtime import EXIT_USER_ERROR, run_cli
 from tests.conftest import CONF_DIR, ROOT
 
 TINY = (

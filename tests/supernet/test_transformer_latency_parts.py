@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from search import latency_table
 from search.hardware import LatencyMeter
-from search.latency_table import LatencyTableCost
+from search.hardware import lookup_table as latency_table
+from search.hardware.lookup_table import LatencyTableCost
 from search.store import Store
 from supernet.transformer.model import TransformerSupernet
 from tests.supernet.tiny_transformer import TINY_WIDTHS

@@ -41,7 +41,7 @@ from supernet.space import Arch
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EVALUATOR = "search.evaluator.ClassificationEvaluator"
+DEFAULT_EVALUATOR = "search.evaluation.images.ClassificationEvaluator"
 
 
 class DistributedError(NASError):
@@ -128,7 +128,7 @@ class _Worker:
         import torch
         from hydra.utils import get_class
 
-        from search.evaluator import build_evaluator
+        from search.evaluation import build_evaluator
         from supernet.checkpoint import build_supernet
 
         torch.set_num_threads(max(int(threads), 1))
@@ -378,7 +378,7 @@ def from_config(cfg: Any, supernet: Any, record: Mapping[str, Any]) -> RayEvalua
     The workers build the evaluator the checkpoint calls for (BLEU for a translation
     supernet, accuracy otherwise), with the same options as a serial run.
     """
-    from search.evaluator import evaluator_for
+    from search.evaluation import evaluator_for
 
     ray_cfg = dict(cfg.get("ray") or {})
     evaluator_cls = evaluator_for(record)

@@ -1,6 +1,6 @@
 """Measuring a MathNAS block table on a problem: m·n counted validations, costs for free.
 
-What is measured (arXiv 2311.04943, §3 of ALGORITHMS.md):
+What is measured (MathNAS, arXiv 2311.04943, §3):
 
 - The *context* net: ``average_flops`` uses N^avg, in each node the present candidate whose FLOPs
   change is closest to the node's mean; ``averaged`` (the paper's Eq. 3) averages each block's
@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from search.blocktable import BlockNode, BlockOption, BlockTable, BlockTableError
+from search.mathnas.table import BlockNode, BlockOption, BlockTable, BlockTableError
 from search.problem import METRICS, Problem, ProblemError
+from supernet.errors import ConfigError
 from supernet.space import Arch, LayerNode, SearchSpace
 
 CONTEXTS = ("average_flops", "averaged")
@@ -111,11 +112,11 @@ def _contexts(
             ctx.append(int(np.argmin(np.abs(f - f.mean()))))
         return [ctx]
     if context != "averaged":
-        raise ValueError(f"unknown context {context!r}; choose from {list(CONTEXTS)}")
+        raise ConfigError(f"unknown context {context!r}; choose from {list(CONTEXTS)}")
     total = math.prod(present)
     if num_contexts is None:
         if not 0 < contexts_fraction <= 1:
-            raise ValueError(f"contexts_fraction must be in (0, 1], got {contexts_fraction}")
+            raise ConfigError(f"contexts_fraction must be in (0, 1], got {contexts_fraction}")
         num_contexts = math.ceil(contexts_fraction * total)
     k = max(1, min(int(num_contexts), total))
     if k > problem.remaining:

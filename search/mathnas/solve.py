@@ -10,13 +10,13 @@ exactly by a short sequence of 0-1 MILPs min Σ b^A x − λ (F(Ñ) + Σ b^F x),
 ratio of the last solution, until the optimum of the MILP is 0 (then the ratio is minimal).
 
 Engines: `milp` (HiGHS, any number of constraints, top-k exclusion cuts) and `dp` (the exact
-Pareto dynamic program of `search.blockdp`, at most one constraint, milliseconds on MobileNetV3
+Pareto dynamic program of `search.mathnas.dp`, at most one constraint, milliseconds on MobileNetV3
 tables). `auto` takes the dynamic program where it applies and HiGHS otherwise.
 
 The `milp` engine is warm-started: a feasible network close to the optimum (the dynamic
 program's optimum under one constraint; the LP optimum, rounded and improved by swaps, under
 several) gives Dinkelbach its first λ (its ratio; the LP relaxation's ratio, Charnes–Cooper,
-without one) and each MILP an incumbent, against which `search.blockreduce` prunes the program
+without one) and each MILP an incumbent, against which `search.mathnas.reduce` prunes the program
 exactly before HiGHS solves what is left. Usually one MILP proves the warm start optimal, or one
 finds the optimum and a second proves it; tens of milliseconds on MobileNetV3 tables where
 HiGHS alone took tenths of a second.
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linprog
 
-from search.blockdp import FrontTooLarge, dp_minimise
-from search.blockreduce import Program, lp_bound, one_hot_rows, round_lp, solve_reduced
-from search.blocktable import BlockTable, BlockTableError
-from supernet.errors import NASError
+from search.mathnas.dp import FrontTooLarge, dp_minimise
+from search.mathnas.reduce import Program, lp_bound, one_hot_rows, round_lp, solve_reduced
+from search.mathnas.table import BlockTable, BlockTableError
+from supernet.errors import ConfigError, NASError
 
 ENGINES = ("auto", "milp", "dp")
 FLOOR = "min_flops"  # internal row: predicted FLOPs ≥ the table's min_flops (see BlockTable)
@@ -62,7 +62,7 @@ class BlockTableSolver:
         self, table: BlockTable, time_limit: float | None = None, engine: str = "auto"
     ) -> None:
         if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+            raise ConfigError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.table = table
         self.time_limit = time_limit
         self.engine = engine
@@ -147,11 +147,11 @@ class BlockTableSolver:
         fits = len(constraints) <= 1 and not exclude
         if self.engine == "dp" and not fits:
             if FLOOR in constraints:
-                raise ValueError(
+                raise ConfigError(
                     "the dp engine cannot keep predicted FLOPs above the table's min_flops, "
                     "which the FLOPs correction needs on this table; use engine auto or milp"
                 )
-            raise ValueError("the dp engine takes at most one constraint and no exclusions")
+            raise ConfigError("the dp engine takes at most one constraint and no exclusions")
         return self.engine != "milp" and fits
 
     def _lp_ratio(self, a: np.ndarray, b: np.ndarray, fx: np.ndarray) -> float | None:

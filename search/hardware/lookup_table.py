@@ -50,7 +50,8 @@ import torch
 import yaml
 from torch import nn
 
-from search.hardware import AnalyticCost, CostModel, HardwareError, LatencyMeter
+from search.hardware.costs import AnalyticCost, CostModel, timed_objective
+from search.hardware.meter import HardwareError, LatencyMeter
 from search.store import Store, settings_key
 from supernet.space import Arch
 
@@ -229,7 +230,8 @@ class LatencyTableCost(CostModel):
         channels_last: NHWC inputs and weights, as `ImageWorkload` times them.
         seed: of the pool and the shuffled pass order.
         progress: a progress bar while a table is built.
-        objective: the cost objective (`latency_ms`).
+        objective: the cost objective (default: what the meter measures, `latency_ms` or
+            `cpu_time_ms`).
         analytic: the MACs/params part (default `AnalyticCost()`).
     """
 
@@ -244,7 +246,7 @@ class LatencyTableCost(CostModel):
         channels_last: bool = True,
         seed: int = 0,
         progress: bool = True,
-        objective: str = "latency_ms",
+        objective: str | None = None,
         analytic: AnalyticCost | None = None,
     ) -> None:
         super().__init__()
@@ -256,7 +258,8 @@ class LatencyTableCost(CostModel):
             )
         self.meter, self.path, self.offset, self.passes = meter, path, bool(offset), passes
         self.pool, self.prebuild, self.channels_last = int(pool), bool(prebuild), channels_last
-        self.seed, self.progress, self.objective = int(seed), bool(progress), objective
+        self.seed, self.progress = int(seed), bool(progress)
+        self.objective = timed_objective(meter, objective)
         self.analytic = analytic or AnalyticCost()
         self.table: LatencyTable | None = None
         self._store: tuple[Store, str, str] | None = None
@@ -352,7 +355,7 @@ class LatencyTableCost(CostModel):
         return float(sum(ms for _, ms in self.entries(arch)))
 
     def __call__(self, arch: Arch) -> dict[str, float]:
-        return {**self.analytic(arch), "latency_ms": self.latency_ms(arch)}
+        return {**self.analytic(arch), self.meter.metric: self.latency_ms(arch)}
 
     # --- measuring ----------------------------------------------------------------------------
     def plan(self, archs: Sequence[Arch] = ()) -> list[Arch]:

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from search.hardware import HardwareError
-from search.latency_table import LatencyTableCost
+from search.hardware.lookup_table import LatencyTableCost
+from search.hardware.meter import HardwareError
 from supernet.space import Arch
 
 

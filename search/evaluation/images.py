@@ -1,37 +1,22 @@
-"""Validation of subnets on a trained supernet: what a search's budget counts.
+"""Image-classification validation: top-1 accuracy of a subnet after BN recalibration.
 
-For image classification, a subnet is exported as a static network, its BatchNorm
+A subnet is exported as a static network, its BatchNorm
 statistics are re-estimated on the fixed calibration subset of training images, and it is
 scored on the validation split (never the test split). The settings that change the number
 are part of the store key.
-
-Which evaluator scores a checkpoint follows from the checkpoint itself (`evaluator_for`): a
-translation supernet's subnets get BLEU (search.translation_evaluator), the others accuracy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from torch import nn
 
-from search.translation_evaluator import TranslationEvaluator
-from supernet.calibration import evaluate_accuracy, recalibrate_bn
-from supernet.data.translation.vocab import Vocabulary
+from supernet.calibration import evaluate_accuracy, recalibrate_bn, resize
 from supernet.protocol import Supernet
 from supernet.space import Arch
-
-
-class Evaluator(Protocol):
-    """Scores archs; `settings()` names everything that changes the scores."""
-
-    metric: str
-
-    def __call__(self, archs: Sequence[Arch]) -> list[dict[str, float]]: ...
-
-    def settings(self) -> dict[str, Any]: ...
 
 
 class ClassificationEvaluator:
@@ -73,12 +58,25 @@ class ClassificationEvaluator:
             "val_images": self.val_images,
         }
 
-    def score(self, arch: Arch) -> dict[str, float]:
+    def deployable(self, arch: Arch) -> nn.Module:
+        """The static subnet exactly as it is scored: exported, BatchNorm recalibrated, eval."""
         net = self.supernet.export_subnet(arch).to(self.device)
         net.to(memory_format=torch.channels_last)
+        recalibrate_bn(net, self.calibration, arch.get("resolution"), self.device)
+        return net.eval()
+
+    def score_model(self, model: nn.Module, arch: Arch) -> dict[str, float]:
+        """Score a static model of `arch` as it is (no recalibration): re-validates exports."""
         resolution = arch.get("resolution")
-        recalibrate_bn(net, self.calibration, resolution, self.device)
-        return {"accuracy": evaluate_accuracy(net, self.validation, resolution, self.device)}
+        return {"accuracy": evaluate_accuracy(model, self.validation, resolution, self.device)}
+
+    def example_inputs(self, arch: Arch, batch_size: int = 1) -> tuple[torch.Tensor, ...]:
+        """One input batch of `arch`'s resolution, as the exported model takes it."""
+        images = next(iter(self.validation))[0][:batch_size]
+        return (resize(images, arch.get("resolution")).to(self.device),)
+
+    def score(self, arch: Arch) -> dict[str, float]:
+        return self.score_model(self.deployable(arch), arch)
 
     def __call__(self, archs: Sequence[Arch]) -> list[dict[str, float]]:
         return [self.score(a) for a in archs]
@@ -95,32 +93,3 @@ class ClassificationEvaluator:
             "device": evaluation.get("device", "cpu"),
             "max_val_batches": evaluation.get("max_val_batches"),
         }
-
-
-# the first whose `handles(record)` is true scores a checkpoint; the last takes any
-EVALUATORS: tuple[Any, ...] = (TranslationEvaluator, ClassificationEvaluator)
-
-
-def evaluator_for(record: Mapping[str, Any]) -> Any:
-    """The evaluator class of a checkpoint's `nas` record (translation or classification)."""
-    return next(cls for cls in EVALUATORS if cls.handles(record))
-
-
-def load_datamodule(data_config: Mapping[str, Any], vocab: Mapping[str, Any] | None = None) -> Any:
-    """The checkpoint's data, set up; text is tokenised with the checkpoint's vocabularies."""
-    datamodule = instantiate(dict(data_config))
-    if vocab is not None:
-        datamodule.use_vocabulary(
-            Vocabulary.from_state(dict(vocab["src"])), Vocabulary.from_state(dict(vocab["tgt"]))
-        )
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    return datamodule
-
-
-def build_evaluator(
-    cls: Any, supernet: Supernet, data_config: Mapping[str, Any], options: Mapping[str, Any]
-) -> Any:
-    """An evaluator of class `cls` on its data: how the search and every Ray worker build one."""
-    datamodule = load_datamodule(data_config, options.get("vocab"))
-    return cls(supernet, datamodule, **options)

@@ -432,12 +432,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def __getattr__(name: str) -> Any:
-    """`measure_block_table` lives in `search.blockmeasure` (it needs a Problem); re-exported."""
-    if name in ("measure_block_table", "plan_block_table"):
-        from search import blockmeasure
-
-        return getattr(blockmeasure, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

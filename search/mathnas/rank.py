@@ -22,8 +22,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from search.blocksolve import Solution
-from search.blocktable import BlockTable, BlockTableError
+from search.mathnas.solve import Solution
+from search.mathnas.table import BlockTable, BlockTableError
+from supernet.errors import ConfigError
 
 
 def _valid_choices(table: BlockTable) -> np.ndarray:
@@ -114,7 +115,7 @@ def refit_table(
     """The table whose Acc(Ñ) and drops best fit `observed` (choices, score), ridge towards
     the measured ones. Reference options keep a drop of 0 (they define the deltas)."""
     if ridge <= 0:
-        raise ValueError(f"ridge must be positive, got {ridge}")
+        raise ConfigError(f"ridge must be positive, got {ridge}")
     free = [
         (i, j)
         for i, node in enumerate(table.nodes)

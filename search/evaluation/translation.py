@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from supernet.data.translation.vocab import Vocabulary
 from supernet.errors import ConfigError
@@ -131,10 +132,23 @@ class TranslationEvaluator:
             "compound_split": self.compound_split,
         }
 
+    def deployable(self, arch: Arch) -> nn.Module:
+        """The static SubTransformer exactly as it is scored."""
+        return self.supernet.export_subnet(arch).to(self.device).eval()
+
+    def example_inputs(self, arch: Arch, batch_size: int = 1) -> tuple[torch.Tensor, ...]:
+        """One source batch and its shifted target (teacher forcing), as `forward` takes them."""
+        batch = self.validation[0]
+        return (batch["src"][:batch_size].to(self.device),
+                batch["prev"][:batch_size].to(self.device))
+
     def score(self, arch: Arch) -> dict[str, float]:
-        net = self.supernet.export_subnet(arch).to(self.device).eval()
+        return self.score_model(self.deployable(arch), arch)
+
+    def score_model(self, model: nn.Module, arch: Arch) -> dict[str, float]:
+        """Score a static SubTransformer as it is: re-validates exports."""
         result = evaluate_translation(
-            net,  # type: ignore[arg-type]
+            model,  # type: ignore[arg-type]
             self.validation,
             self.tgt_vocab,
             beam_size=self.beam_size,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from search.blocktable import BlockTable
+from search.mathnas.table import BlockTable
 
 MAX_FRONT = 200_000
 

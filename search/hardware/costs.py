@@ -1,6 +1,7 @@
 """Cost models chosen by `hardware=`: analytic MACs/params, or latency measured on a device.
 
 Every cost model answers `cost(arch) -> {"macs", "params"[, "latency_ms", "latency_std_ms"]}`
+(`cpu_time_ms` instead of `latency_ms` when the meter uses the process clock)
 and names the metric the search should use as its cost objective (`objective`), so strategies
 never branch on a hardware name.
 
@@ -20,180 +21,19 @@ returns the closure to time.
 
 from __future__ import annotations
 
-import gc
 import logging
-import platform
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
 import torch
 from torch import nn
 
+from search.hardware.meter import TIMING_REPORT_EVERY, HardwareError, LatencyMeter
 from search.store import Store
-from supernet.errors import NASError
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
-TIMING_REPORT_EVERY = 25  # latency timings between two progress lines
-
-CUDA_MISSING = (
-    "hardware=gpu needs a CUDA GPU, none is visible (torch.cuda.is_available() is False); "
-    "use hardware=cpu or hardware=flops"
-)
-
-
-class HardwareError(NASError):
-    """A cost model that cannot run on this machine (no CUDA, unknown device...)."""
-
-
-def _device(device: str) -> str:
-    name = str(device).lower()
-    if name == "gpu":
-        return "cuda"
-    if name == "cpu" or name == "cuda" or name.startswith("cuda:"):
-        return name
-    raise HardwareError(f"unknown device {device!r}; use cpu or cuda (hardware=cpu or gpu)")
-
-
-def check_available(device: str) -> None:
-    """Fail fast, with one clear message, when `device` is not usable here."""
-    if _device(device).startswith("cuda") and not torch.cuda.is_available():
-        raise HardwareError(CUDA_MISSING)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-@dataclass(frozen=True)
-class Latency:
-    """A trimmed-mean latency in milliseconds and the samples it came from."""
-
-    mean_ms: float
-    std_ms: float
-    median_ms: float
-    samples_ms: tuple[float, ...]
-
-    def as_metrics(self) -> dict[str, float]:
-        return {"latency_ms": self.mean_ms, "latency_std_ms": self.std_ms}
-
-
-CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
-
-
-class LatencyMeter:
-    """Times a callable: warm-up runs, then `repeats` timed runs, trimmed mean and std.
-
-    Args:
-        device: `cpu` or `cuda` (`gpu` is accepted for `cuda`).
-        batch_size: inputs per timed run (used by the workload that builds the inputs).
-        warmup: untimed runs first (allocator, caches, cuDNN autotuning).
-        repeats: timed runs.
-        trim: fraction dropped at each end of the sorted times (HAT drops 10 %).
-        threads: `torch.set_num_threads` during the measurement (restored afterwards);
-            recorded with every measurement because it changes latency several-fold.
-        clock: `wall` (elapsed time) or `process` (this process's CPU time: one CPU thread
-            only; on a machine shared with other jobs it does not count the time the process
-            waits for a core, so it is far less noisy than the wall clock).
-    """
-
-    def __init__(
-        self,
-        device: str = "cpu",
-        batch_size: int = 1,
-        warmup: int = 10,
-        repeats: int = 50,
-        trim: float = 0.1,
-        threads: int = 1,
-        clock: str = "wall",
-    ) -> None:
-        if repeats < 1 or warmup < 0 or batch_size < 1 or threads < 1:
-            raise HardwareError(
-                "latency needs repeats >= 1, warmup >= 0, batch_size >= 1 and threads >= 1; "
-                f"got repeats={repeats}, warmup={warmup}, batch_size={batch_size}, "
-                f"threads={threads}"
-            )
-        if not 0.0 <= trim < 0.5:
-            raise HardwareError(f"trim is a fraction dropped at each end, in [0, 0.5); got {trim}")
-        self.device = _device(device)
-        self.batch_size, self.warmup, self.repeats = int(batch_size), int(warmup), int(repeats)
-        self.trim, self.threads = float(trim), int(threads)
-        if clock not in CLOCKS:
-            raise HardwareError(f"clock is one of {sorted(CLOCKS)}; got {clock!r}")
-        if clock == "process" and (self.cuda or self.threads != 1):
-            raise HardwareError(
-                "clock=process times CPU work of one thread: use it with device=cpu and "
-                f"threads=1 (got device={self.device}, threads={self.threads}), else clock=wall"
-            )
-        self.clock = clock
-        self.timer = CLOCKS[clock]
-
-    @property
-    def cuda(self) -> bool:
-        return self.device.startswith("cuda")
-
-    def check_available(self) -> None:
-        check_available(self.device)
-
-    def settings(self) -> dict[str, Any]:
-        """How latency is measured: part of every stored latency's key."""
-        self.check_available()
-        name = torch.cuda.get_device_name(torch.device(self.device)) if self.cuda else _cpu_name()
-        return {
-            "metric": "latency",
-            "hardware": "cuda" if self.cuda else "cpu",
-            "device_name": name,
-            "batch_size": self.batch_size,
-            "warmup": self.warmup,
-            "repeats": self.repeats,
-            "trim": self.trim,
-            "threads": self.threads,
-            "torch": torch.__version__.split("+")[0],
-            # the default wall clock is left out so earlier stored figures keep their key
-            **({} if self.clock == "wall" else {"clock": self.clock}),
-        }
-
-    def measure(self, run: Callable[[], Any]) -> Latency:
-        """Time `run()`; the caller sets eval mode / inference mode and builds the inputs."""
-        self.check_available()
-        sync = torch.cuda.synchronize if self.cuda else (lambda: None)
-        previous_threads = torch.get_num_threads()
-        gc_was_enabled = gc.isenabled()
-        times = np.empty(self.repeats)
-        try:
-            torch.set_num_threads(self.threads)
-            for _ in range(self.warmup):
-                run()
-            sync()
-            gc.disable()
-            for i in range(self.repeats):
-                start = self.timer()
-                run()
-                sync()
-                times[i] = (self.timer() - start) * 1e3
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-            torch.set_num_threads(previous_threads)
-        ordered = np.sort(times)
-        k = int(self.trim * len(ordered))
-        kept = ordered[k : len(ordered) - k] if len(ordered) > 2 * k else ordered
-        return Latency(
-            mean_ms=float(kept.mean()),
-            std_ms=float(kept.std()),
-            median_ms=float(np.median(ordered)),
-            samples_ms=tuple(float(t) for t in times),
-        )
 
 
 @runtime_checkable
@@ -380,6 +220,18 @@ class AnalyticCost(CostModel):
         return out
 
 
+def timed_objective(meter: LatencyMeter, objective: str | None) -> str:
+    """The objective of a timed cost model: the meter's metric, or an analytic one."""
+    if objective is None or objective == meter.metric or objective in ("macs", "params"):
+        return objective or meter.metric
+    other = "wall" if meter.clock == "process" else "process"
+    raise HardwareError(
+        f"objective {objective} does not match the meter: clock={meter.clock} measures "
+        f"{meter.metric} (latency is wall time; the process clock gives CPU time); set "
+        f"objective: {meter.metric} or meter.clock={other}"
+    )
+
+
 class MeasuredLatencyCost(CostModel):
     """Measured latency of the exported subnet, plus analytic MACs and params.
 
@@ -390,7 +242,8 @@ class MeasuredLatencyCost(CostModel):
         meter: how to time.
         workload: what to time; default the supernet's `latency_workload(batch_size)` when
             it has one, else `ImageWorkload(batch_size)`.
-        objective: the cost objective (`latency_ms`).
+        objective: the cost objective (default: what the meter measures, `latency_ms` or
+            `cpu_time_ms`).
         analytic: the analytic part (default `AnalyticCost()`).
     """
 
@@ -398,11 +251,12 @@ class MeasuredLatencyCost(CostModel):
         self,
         meter: LatencyMeter,
         workload: Workload | None = None,
-        objective: str = "latency_ms",
+        objective: str | None = None,
         analytic: AnalyticCost | None = None,
     ) -> None:
         super().__init__()
-        self.meter, self.workload, self.objective = meter, workload, objective
+        self.meter, self.workload = meter, workload
+        self.objective = timed_objective(meter, objective)
         self.analytic = analytic or AnalyticCost()
         self._latency: Callable[[Arch], Mapping[str, float]] = self.measure
         self.timed, self.timing_seconds = 0, 0.0

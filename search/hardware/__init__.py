@@ -1,0 +1,47 @@
+"""Cost models chosen by `hardware=`: analytic MACs/params, latency measured on a device, and
+per-part latency lookup tables with their validation against measured latency.
+
+- `meter`: how a callable is timed (device, threads, clock, warm-up, trimmed mean);
+- `costs`: the cost models a search calls (`AnalyticCost`, `MeasuredLatencyCost`) and the
+  workloads they time;
+- `lookup_table`: `LatencyTableCost`, a network's latency as the sum of its parts';
+- `table_validation`: how well a table predicts measured latency.
+"""
+
+from search.hardware.costs import (
+    AnalyticCost,
+    CostModel,
+    ImageWorkload,
+    MeasuredLatencyCost,
+    Workload,
+    count_macs,
+    workload_settings,
+)
+from search.hardware.lookup_table import LatencyTable, LatencyTableCost
+from search.hardware.meter import (
+    CUDA_MISSING,
+    HardwareError,
+    Latency,
+    LatencyMeter,
+    check_available,
+)
+from search.hardware.table_validation import TableValidation, validate_table
+
+__all__ = [
+    "CUDA_MISSING",
+    "AnalyticCost",
+    "CostModel",
+    "HardwareError",
+    "ImageWorkload",
+    "Latency",
+    "LatencyMeter",
+    "LatencyTable",
+    "LatencyTableCost",
+    "MeasuredLatencyCost",
+    "TableValidation",
+    "Workload",
+    "check_available",
+    "count_macs",
+    "validate_table",
+    "workload_settings",
+]

@@ -1,0 +1,190 @@
+"""Latency meters: how a callable is timed on a device (warm-up, repeats, trimmed mean).
+
+A meter knows nothing of supernets; the cost models in `search.hardware.costs` build the
+exported subnet and its inputs and hand the meter a closure to time.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from supernet.errors import NASError
+
+log = logging.getLogger(__name__)
+TIMING_REPORT_EVERY = 25  # latency timings between two progress lines
+
+CUDA_MISSING = (
+    "hardware=gpu needs a CUDA GPU, none is visible (torch.cuda.is_available() is False); "
+    "use hardware=cpu or hardware=flops"
+)
+
+
+class HardwareError(NASError):
+    """A cost model that cannot run on this machine (no CUDA, unknown device...)."""
+
+
+def _device(device: str) -> str:
+    name = str(device).lower()
+    if name == "gpu":
+        return "cuda"
+    if name == "cpu" or name == "cuda" or name.startswith("cuda:"):
+        return name
+    raise HardwareError(f"unknown device {device!r}; use cpu or cuda (hardware=cpu or gpu)")
+
+
+def check_available(device: str) -> None:
+    """Fail fast, with one clear message, when `device` is not usable here."""
+    if _device(device).startswith("cuda") and not torch.cuda.is_available():
+        raise HardwareError(CUDA_MISSING)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A trimmed-mean latency in milliseconds and the samples it came from."""
+
+    mean_ms: float
+    std_ms: float
+    median_ms: float
+    samples_ms: tuple[float, ...]
+    metric: str = "latency_ms"  # cpu_time_ms when the process clock measured CPU time
+
+    def as_metrics(self) -> dict[str, float]:
+        return {self.metric: self.mean_ms, self.metric.replace("_ms", "_std_ms"): self.std_ms}
+
+
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
+# what each clock measures: elapsed time is latency; the process clock is CPU time, not latency
+CLOCK_METRICS = {"wall": "latency_ms", "process": "cpu_time_ms"}
+
+
+class LatencyMeter:
+    """Times a callable: warm-up runs, then `repeats` timed runs, trimmed mean and std.
+
+    Args:
+        device: `cpu` or `cuda` (`gpu` is accepted for `cuda`).
+        batch_size: inputs per timed run (used by the workload that builds the inputs).
+        warmup: untimed runs first (allocator, caches, cuDNN autotuning).
+        repeats: timed runs.
+        trim: fraction dropped at each end of the sorted times (HAT drops 10 %).
+        threads: `torch.set_num_threads` during the measurement (restored afterwards);
+            recorded with every measurement because it changes latency several-fold.
+        clock: `wall` (elapsed time: latency, `latency_ms`) or `process` (this process's CPU
+            time, `cpu_time_ms`: one CPU thread only; on a machine shared with other jobs it
+            does not count the time the process waits for a core, so it is far less noisy than
+            the wall clock, but it is not latency and is never reported as such).
+    """
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        batch_size: int = 1,
+        warmup: int = 10,
+        repeats: int = 50,
+        trim: float = 0.1,
+        threads: int = 1,
+        clock: str = "wall",
+    ) -> None:
+        if repeats < 1 or warmup < 0 or batch_size < 1 or threads < 1:
+            raise HardwareError(
+                "latency needs repeats >= 1, warmup >= 0, batch_size >= 1 and threads >= 1; "
+                f"got repeats={repeats}, warmup={warmup}, batch_size={batch_size}, "
+                f"threads={threads}"
+            )
+        if not 0.0 <= trim < 0.5:
+            raise HardwareError(f"trim is a fraction dropped at each end, in [0, 0.5); got {trim}")
+        self.device = _device(device)
+        self.batch_size, self.warmup, self.repeats = int(batch_size), int(warmup), int(repeats)
+        self.trim, self.threads = float(trim), int(threads)
+        if clock not in CLOCKS:
+            raise HardwareError(f"clock is one of {sorted(CLOCKS)}; got {clock!r}")
+        if clock == "process" and (self.cuda or self.threads != 1):
+            raise HardwareError(
+                "clock=process times CPU work of one thread: use it with device=cpu and "
+                f"threads=1 (got device={self.device}, threads={self.threads}), else clock=wall"
+            )
+        self.clock = clock
+        self.timer = CLOCKS[clock]
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @property
+    def metric(self) -> str:
+        """`latency_ms` (wall clock) or `cpu_time_ms` (process clock): what this meter gives."""
+        return CLOCK_METRICS[self.clock]
+
+    def check_available(self) -> None:
+        check_available(self.device)
+
+    def settings(self) -> dict[str, Any]:
+        """How latency is measured: part of every stored latency's key."""
+        self.check_available()
+        name = torch.cuda.get_device_name(torch.device(self.device)) if self.cuda else _cpu_name()
+        return {
+            "metric": "latency" if self.clock == "wall" else "cpu_time",
+            "hardware": "cuda" if self.cuda else "cpu",
+            "device_name": name,
+            "batch_size": self.batch_size,
+            "warmup": self.warmup,
+            "repeats": self.repeats,
+            "trim": self.trim,
+            "threads": self.threads,
+            "torch": torch.__version__.split("+")[0],
+            # the default wall clock is left out so earlier stored figures keep their key
+            **({} if self.clock == "wall" else {"clock": self.clock}),
+        }
+
+    def measure(self, run: Callable[[], Any]) -> Latency:
+        """Time `run()`; the caller sets eval mode / inference mode and builds the inputs."""
+        self.check_available()
+        sync = torch.cuda.synchronize if self.cuda else (lambda: None)
+        previous_threads = torch.get_num_threads()
+        gc_was_enabled = gc.isenabled()
+        times = np.empty(self.repeats)
+        try:
+            torch.set_num_threads(self.threads)
+            for _ in range(self.warmup):
+                run()
+            sync()
+            gc.disable()
+            for i in range(self.repeats):
+                start = self.timer()
+                run()
+                sync()
+                times[i] = (self.timer() - start) * 1e3
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+            torch.set_num_threads(previous_threads)
+        ordered = np.sort(times)
+        k = int(self.trim * len(ordered))
+        kept = ordered[k : len(ordered) - k] if len(ordered) > 2 * k else ordered
+        return Latency(
+            mean_ms=float(kept.mean()),
+            std_ms=float(kept.std()),
+            median_ms=float(np.median(ordered)),
+            samples_ms=tuple(float(t) for t in times),
+            metric=self.metric,
+        )
+
