@@ -38,7 +38,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +46,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._timing import interleaved, paired_ratio  # noqa: E402
+from bench.bench_latency_modes import add_arguments, latency_modes  # noqa: E402
 from bench.bench_transformer_speed import SCALES, train_step_overhead  # noqa: E402
 from supernet.mobilenetv3 import MobileNetV3Supernet  # noqa: E402
 from supernet.module import soft_cross_entropy  # noqa: E402
@@ -55,10 +55,22 @@ from supernet.space import Arch  # noqa: E402
 from supernet.transformer.model import TransformerSupernet  # noqa: E402
 
 PROFILES = {
-    "cuda": {"resolution": 224, "step_batch": 128, "batch": 128, "small_batch": 2, "bf16": True,
-             "scale": "hat_wmt"},
-    "cpu": {"resolution": 64, "step_batch": 1, "batch": 16, "small_batch": 1, "bf16": False,
-            "scale": "cpu"},
+    "cuda": {
+        "resolution": 224,
+        "step_batch": 128,
+        "batch": 128,
+        "small_batch": 2,
+        "bf16": True,
+        "scale": "hat_wmt",
+    },
+    "cpu": {
+        "resolution": 64,
+        "step_batch": 1,
+        "batch": 16,
+        "small_batch": 1,
+        "bf16": False,
+        "scale": "cpu",
+    },
 }
 
 
@@ -96,9 +108,13 @@ def mobilenet(bench: Bench) -> MobileNetV3Supernet:
 
 
 def step(
-    bench: Bench, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, arch: Arch | None,
+    bench: Bench,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    arch: Arch | None,
     fresh: bool,
-) -> Callable[[], None]:  # fmt: skip
+) -> Callable[[], None]:
     """One training step of `model` (the supernet when `arch` is given: it is set active)."""
 
     def run() -> None:
@@ -113,14 +129,19 @@ def step(
     return run
 
 
-def subnet_steps(bench: Bench, net: MobileNetV3Supernet, archs: dict[str, Arch],
-                 repeats: int) -> dict[str, float]:  # fmt: skip
+def subnet_steps(
+    bench: Bench, net: MobileNetV3Supernet, archs: dict[str, Arch], repeats: int
+) -> dict[str, float]:
     """Part 1: supernet vs static step per subnet; returns the accumulating ratio per subnet."""
     x, y = bench.images(bench.profile["step_batch"], bench.profile["resolution"], 1000)
-    print(f"\n[1] training step, batch {x.shape[0]} at {x.shape[-1]} px: supernet vs exported "
-          "static subnet (ms)")  # fmt: skip
-    print(f"{'subnet':<10}{'MMACs':>8} | accumulating: {'static':>7} {'supernet':>8} {'ratio':>6}"
-          f" | fresh .grad: {'static':>7} {'supernet':>8} {'ratio':>6}")  # fmt: skip
+    print(
+        f"\n[1] training step, batch {x.shape[0]} at {x.shape[-1]} px: supernet vs exported "
+        "static subnet (ms)"
+    )
+    print(
+        f"{'subnet':<10}{'MMACs':>8} | accumulating: {'static':>7} {'supernet':>8} {'ratio':>6}"
+        f" | fresh .grad: {'static':>7} {'supernet':>8} {'ratio':>6}"
+    )
     ratios = {}
     for name, arch in archs.items():
         static = net.export_subnet(arch).train().to(memory_format=torch.channels_last)
@@ -135,9 +156,11 @@ def subnet_steps(bench: Bench, net: MobileNetV3Supernet, archs: dict[str, Arch],
         ratios[name] = paired_ratio(t, "sup", "static")
         fresh = paired_ratio(t, "sup_fresh", "static_fresh")
         macs = net.macs(arch) / 1e6
-        print(f"{name:<10}{macs:>8.0f} | {'':>13} {med['static']:>7.2f} {med['sup']:>8.2f} "
-              f"{ratios[name]:>6.3f} | {'':>12} {med['static_fresh']:>7.2f} "
-              f"{med['sup_fresh']:>8.2f} {fresh:>6.3f}")  # fmt: skip
+        print(
+            f"{name:<10}{macs:>8.0f} | {'':>13} {med['static']:>7.2f} {med['sup']:>8.2f} "
+            f"{ratios[name]:>6.3f} | {'':>12} {med['static_fresh']:>7.2f} "
+            f"{med['sup_fresh']:>8.2f} {fresh:>6.3f}"
+        )
         del static
     return ratios
 
@@ -147,13 +170,16 @@ def overhead(bench: Bench, net: MobileNetV3Supernet, arch: Arch, repeats: int) -
     r, small, large = (bench.profile[k] for k in ("resolution", "small_batch", "batch"))
     xs, ys = bench.images(small, r, 1000)
     xl, yl = bench.images(large, r, 1000)
-    t = interleaved(
-        {"small": step(bench, net, xs, ys, arch, False), "large": step(bench, net, xl, yl, arch, False)},
-        repeats, bench.clock, bench.sync, warmup=2,
-    )  # fmt: skip
+    fns = {
+        "small": step(bench, net, xs, ys, arch, False),
+        "large": step(bench, net, xl, yl, arch, False),
+    }
+    t = interleaved(fns, repeats, bench.clock, bench.sync, warmup=2)
     s, lg = (statistics.median(t[k]) * 1e3 for k in ("small", "large"))
-    print(f"\n[2] supernet step, random subnet: batch {small} {s:.2f} ms, batch {large} {lg:.2f} ms;"
-          f" small/large {s / lg:.2f} (GPU target <= 0.40)")  # fmt: skip
+    print(
+        f"\n[2] supernet step, random subnet: batch {small} {s:.2f} ms, batch {large} "
+        f"{lg:.2f} ms; small/large {s / lg:.2f} (GPU target <= 0.40)"
+    )
 
 
 def sandwich(bench: Bench, net: MobileNetV3Supernet, steps: int) -> None:
@@ -171,7 +197,8 @@ def sandwich(bench: Bench, net: MobileNetV3Supernet, steps: int) -> None:
             net.set_active(arch)
             with bench.autocast():
                 logits = net(x)
-                loss = F.cross_entropy(logits, y) if soft is None else soft_cross_entropy(logits, soft)
+                distill = soft is not None
+                loss = soft_cross_entropy(logits, soft) if distill else F.cross_entropy(logits, y)
             if k == 0:
                 soft = F.softmax(logits.detach().float(), dim=1)
             loss.backward()
@@ -186,8 +213,10 @@ def sandwich(bench: Bench, net: MobileNetV3Supernet, steps: int) -> None:
         bench.sync()
         times.append(bench.clock() - start)
     med = statistics.median(times)
-    print(f"\n[3] sandwich rule (4 subnets + SGD step), batch {batch}: {med * 1e3:.1f} ms/step, "
-          f"{batch / med:.0f} images/s, {1 / med:.2f} steps/s")  # fmt: skip
+    print(
+        f"\n[3] sandwich rule (4 subnets + SGD step), batch {batch}: {med * 1e3:.1f} ms/step, "
+        f"{batch / med:.0f} images/s, {1 / med:.2f} steps/s"
+    )
 
 
 def transformer(bench: Bench, repeats: int) -> None:
@@ -204,15 +233,21 @@ def transformer(bench: Bench, repeats: int) -> None:
     src[:, -1] = target[:, -1] = net.eos_index
     prev = torch.cat([torch.zeros(bsz, 1, dtype=torch.long), target[:, :-1]], dim=1)
     batch = tuple(t.to(bench.device) for t in (src, prev, target))
-    print(f"\n[4] Transformer ({scale} widths) train step, {bsz}x{length} target tokens: "
-          "tokens/s supernet vs exported SubTransformer")  # fmt: skip
-    for name, arch in (("largest", net.space.largest()),
-                       ("random", net.space.sample(np.random.default_rng(0)))):  # fmt: skip
+    print(
+        f"\n[4] Transformer ({scale} widths) train step, {bsz}x{length} target tokens: "
+        "tokens/s supernet vs exported SubTransformer"
+    )
+    for name, arch in (
+        ("largest", net.space.largest()),
+        ("random", net.space.sample(np.random.default_rng(0))),
+    ):
         with bench.autocast():
             o = train_step_overhead(net, batch, repeats, arch=arch, sync=bench.sync)
         n = bsz * length
-        print(f"{name:<10} supernet {n / o['supernet']:>9.0f} tok/s, static {n / o['static']:>9.0f}"
-              f" tok/s, step ratio {o['ratio']:.3f}")  # fmt: skip
+        print(
+            f"{name:<10} supernet {n / o['supernet']:>9.0f} tok/s, static {n / o['static']:>9.0f}"
+            f" tok/s, step ratio {o['ratio']:.3f}"
+        )
 
 
 def main() -> None:
@@ -226,6 +261,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, help="override the profile's input size")
     parser.add_argument("--batch", type=int, help="override the profile's large batch")
     parser.add_argument("--skip", default="", help="parts to skip, e.g. 3,4,5")
+    add_arguments(parser)
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA GPU; none is visible (use --device cpu)")
@@ -243,9 +279,11 @@ def main() -> None:
         torch.set_flush_denormal(True)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     name = torch.cuda.get_device_name(bench.device) if bench.cuda else "cpu"
-    print(f"device={name} torch={torch.__version__} threads={args.threads} "
-          f"profile={bench.profile} repeats={args.repeats} "
-          f"load_avg_1min={os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"device={name} torch={torch.__version__} threads={args.threads} "
+        f"profile={bench.profile} repeats={args.repeats} "
+        f"load_avg_1min={os.getloadavg()[0]:.1f}"
+    )
     net = mobilenet(bench)
     rng = np.random.default_rng(0)
     archs = {"largest": net.space.largest(), "smallest": net.space.smallest()}
@@ -259,14 +297,16 @@ def main() -> None:
     if "4" not in skip:
         transformer(bench, args.repeats)
     if "5" not in skip:
-        from bench.bench_latency_modes import latency_modes  # noqa: PLC0415
-
         latency_modes(bench.device, net, args)
     print(f"\nload_avg_1min after: {os.getloadavg()[0]:.1f}")
-    print(f"largest ratio {ratios['largest']:.3f} (GPU target <= 1.05), smallest "
-          f"{ratios['smallest']:.3f} (target <= 1.15)")  # fmt: skip
-    print(f"random-subnet step ratio (supernet / static, mean of {len(randoms)}): "
-          f"{statistics.mean(randoms):.3f} (target <= 1.15)")  # fmt: skip
+    print(
+        f"largest ratio {ratios['largest']:.3f} (GPU target <= 1.05), smallest "
+        f"{ratios['smallest']:.3f} (target <= 1.15)"
+    )
+    print(
+        f"random-subnet step ratio (supernet / static, mean of {len(randoms)}): "
+        f"{statistics.mean(randoms):.3f} (target <= 1.15)"
+    )
 
 
 if __name__ == "__main__":

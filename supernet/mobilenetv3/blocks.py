@@ -26,6 +26,10 @@ ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 DEPTHWISE = 3  # position of the depthwise kernel in `shared_weights()`
 
 
+def _after_load(module: ElasticMBConv, incompatible: object) -> None:
+    module._forget_plans()  # load_state_dict(assign=True) may have replaced the weights
+
+
 class BlockPlan(NamedTuple):
     """The active subnet's view of a block: stored weights, their slices, kernel transforms."""
 
@@ -81,7 +85,7 @@ class ElasticMBConv(nn.Module):
         self._plans: dict[tuple[int, int], BlockPlan] = {}
         self._plan = self._make_plan()
         self._cache: tuple[tuple[int, ...], list[torch.Tensor]] | None = None
-        self.register_load_state_dict_post_hook(lambda module, _: module._forget_plans())
+        self.register_load_state_dict_post_hook(_after_load)
 
     def set_active(self, kernel_size: int, expand_ratio: int) -> None:
         """Choose the kernel size and expansion ratio the block runs with."""
@@ -148,7 +152,7 @@ class ElasticMBConv(nn.Module):
         """This block's weights for `run`, taken on their own (one graph node)."""
         return self.prepare(take(self._plan.weights, self._plan.regions))
 
-    def _version(self) -> tuple[int, ...]:
+    def _weights_version(self) -> tuple[int, ...]:
         stored = [*self._plan.weights, *(t for _, _, t in self._plan.chain)]
         return (*(p._version for p in stored), stored[0].data_ptr())
 
@@ -159,7 +163,7 @@ class ElasticMBConv(nn.Module):
         `load_state_dict`, `copy_`) and their storage (`.to`); writes through `.data` are not:
         call `set_active` after those.
         """
-        version = self._version()
+        version = self._weights_version()
         if self._cache is None or self._cache[0] != version:
             with torch.no_grad():
                 weights = [w.contiguous() for w in self.active_weights()]
@@ -203,6 +207,15 @@ class ElasticMBConv(nn.Module):
         out = super()._apply(*args, **kwargs)
         self._forget_plans()  # .to / .half / memory format: new storage, maybe new strides
         return out
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # plans and cache are rebuilt, not pickled
+        state.update(_plans={}, _cache=None, _plan=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._plan = self._make_plan()
 
     @torch.no_grad()
     def to_static(self) -> MBConvBlock:
