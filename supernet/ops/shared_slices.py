@@ -80,30 +80,32 @@ class _Take(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor | None) -> Any:
         outs: list[torch.Tensor | None] = [None] * len(grads)
-        targets, sources, fresh = [], [], []
+        targets: list[torch.Tensor] = []
+        sources: list[torch.Tensor] = []
+        fresh: list[tuple[int, torch.Tensor]] = []
         direct = _accumulates_directly(ctx)
         for i, g in enumerate(grads):
             if g is None:
                 continue
             target = _grad_region(ctx.params[i], ctx.regions[i]) if direct[i] else None
             if target is None:
-                fresh.append(i)
+                fresh.append((i, g))
             else:
                 targets.append(target)
                 sources.append(g)
         if targets:  # the weights' existing gradients gain the slices', nothing else moves
             torch._foreach_add_(targets, sources)
         if fresh:
-            p0 = ctx.params[fresh[0]]
-            sizes = [ctx.params[i].numel() for i in fresh]
+            p0 = ctx.params[fresh[0][0]]
+            sizes = [ctx.params[i].numel() for i, _ in fresh]
             buffer = torch.zeros(sum(sizes), dtype=p0.dtype, device=p0.device)
             targets, base = [], 0
-            for i, n in zip(fresh, sizes, strict=True):
+            for (i, _), n in zip(fresh, sizes, strict=True):
                 r = ctx.regions[i]
                 outs[i] = buffer.as_strided(r.shape, r.stride, base)
                 targets.append(buffer.as_strided(r.size, r.stride, base + r.offset))
                 base += n
-            torch._foreach_copy_(targets, [grads[i] for i in fresh])
+            torch._foreach_copy_(targets, [g for _, g in fresh])
         return (None, *outs)
 
 
