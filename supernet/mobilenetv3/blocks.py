@@ -13,16 +13,22 @@ from torch import nn
 from supernet.mobilenetv3.layout import BlockLayout
 from supernet.mobilenetv3.static import MBConvBlock, activation
 from supernet.ops.channels import make_divisible
-from supernet.ops.elastic_batchnorm import ElasticBatchNorm2d, batch_norm, static_batchnorm
+from supernet.ops.elastic_batchnorm import (
+    ElasticBatchNorm2d,
+    batch_norm,
+    count_batches,
+    static_batchnorm,
+)
 from supernet.ops.elastic_depthwise import Chain, ElasticDepthwiseConv2d
 from supernet.ops.elastic_pointwise import ElasticPointwiseConv2d
 from supernet.ops.elastic_se import ElasticSqueezeExcite, excite
 from supernet.ops.shared_slices import Index, Region, region, take
 
 ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": F.relu,
+    "relu": torch.relu,
     "hswish": F.hardswish,
 }
+CUDNN = torch.backends.cudnn
 DEPTHWISE = 3  # position of the depthwise kernel in `shared_weights()`
 
 
@@ -31,12 +37,23 @@ def _after_load(module: ElasticMBConv, incompatible: object) -> None:
 
 
 class BlockPlan(NamedTuple):
-    """The active subnet's view of a block: stored weights, their slices, kernel transforms."""
+    """The active subnet's view of a block: stored weights, their slices, kernel transforms,
+    and per BatchNorm the leading slices of its running statistics (None for a BatchNorm
+    without them, which takes the general path)."""
 
     weights: list[torch.Tensor]
     regions: list[Region | None]
     chain: Chain
     norms: tuple[nn.BatchNorm2d, ...]
+    stats: tuple[tuple[torch.Tensor, torch.Tensor] | None, ...]
+    stride: int
+
+
+def _norm_stats(bn: nn.BatchNorm2d, channels: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    mean, var = bn.running_mean, bn.running_var
+    if mean is None or var is None or not bn.track_running_stats:
+        return None
+    return mean[:channels], var[:channels]
 
 
 def hidden_width(in_channels: int, expand_ratio: float) -> int:
@@ -126,7 +143,10 @@ class ElasticMBConv(nn.Module):
         weights = self.shared_weights()
         regions = [region(w, i) for w, i in zip(weights, self.weight_indices(), strict=True)]
         norms = (self.expand_bn, self.depthwise_bn, self.project_bn)
-        plan = BlockPlan(weights, regions, self.depthwise.transform_chain(), norms)
+        widths = (self.active_hidden, self.active_hidden, self.layout.out_channels)
+        stats = tuple(_norm_stats(bn, c) for bn, c in zip(norms, widths, strict=True))
+        chain = self.depthwise.transform_chain()
+        plan = BlockPlan(weights, regions, chain, norms, stats, self.layout.stride)
         self._plans[(self.depthwise.active_kernel, self.active_hidden)] = plan
         return plan
 
@@ -180,12 +200,29 @@ class ElasticMBConv(nn.Module):
         """
         ew, ebw, ebb, dw, dbw, dbb, *rest = weights
         se, (pw, pbw, pbb) = rest[:-3], rest[-3:]
-        act = self.act_fn
-        h = act(batch_norm(self.expand_bn, F.conv2d(x, ew), ebw, ebb, counted))
-        h = act(batch_norm(self.depthwise_bn, self.depthwise.conv(h, dw), dbw, dbb, counted))
+        plan, act = self._plan, self.act_fn
+        if not counted:
+            count_batches(list(plan.norms))
+
+        def norm(i: int, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            stats, bn = plan.stats[i], plan.norms[i]
+            momentum = bn.momentum
+            if stats is None or momentum is None:  # the general path (cumulative averages...)
+                return batch_norm(bn, h, w, b, counted=True)
+            training = bn.training
+            if training and h.shape[0] * h.shape[2] * h.shape[3] == 1:
+                raise ValueError(
+                    f"Expected more than 1 value per channel when training, got {list(h.shape)}"
+                )
+            mean, var = stats
+            return torch.batch_norm(h, w, b, mean, var, training, momentum, bn.eps, CUDNN.enabled)
+
+        k = dw.shape[-1]
+        h = act(norm(0, torch.conv2d(x, ew), ebw, ebb))
+        h = act(norm(1, torch.conv2d(h, dw, None, plan.stride, k // 2, 1, dw.shape[0]), dbw, dbb))
         if se:
             h = excite(h, *se)
-        h = batch_norm(self.project_bn, F.conv2d(h, pw), pbw, pbb, counted)
+        h = norm(2, torch.conv2d(h, pw), pbw, pbb)
         return h + x if self.residual else h
 
     def forward(

@@ -168,4 +168,3 @@ def _centre(src: int, dst: int, device: torch.device) -> torch.Tensor:
     rows = torch.arange(start, start + dst)
     with torch.inference_mode(False):  # usable in autograd even when first built in inference
         return (rows[:, None] * src + rows[None, :]).flatten().to(device)
-
