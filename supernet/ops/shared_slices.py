@@ -33,6 +33,8 @@ class Region(NamedTuple):
     stride: tuple[int, ...]  # of the whole weight
     size: tuple[int, ...]  # of the slice
     offset: int
+    contiguous: bool  # whether the slice is (standard) contiguous as it is
+    numel: int  # of the slice
 
 
 def region(param: torch.Tensor, index: Index | None) -> Region | None:
@@ -54,7 +56,11 @@ def region(param: torch.Tensor, index: Index | None) -> Region | None:
         offset += start * param.stride(dim)
     if tuple(size) == tuple(param.shape):
         return None
-    return Region(tuple(param.shape), tuple(param.stride()), tuple(size), offset)
+    view = param.detach().as_strided(size, param.stride(), param.storage_offset() + offset)
+    return Region(
+        tuple(param.shape), tuple(param.stride()), tuple(size), offset, view.is_contiguous(),
+        view.numel(),
+    )  # fmt: skip
 
 
 def _view(t: torch.Tensor, r: Region) -> torch.Tensor:
@@ -65,85 +71,96 @@ def _view(t: torch.Tensor, r: Region) -> torch.Tensor:
 class _Take(torch.autograd.Function):
     """`params[i]` sliced by `regions[i]` for every i, with one batched backward.
 
-    A slice that is not contiguous (`weight[:, :in]`) is copied once here: a convolution would
-    otherwise copy it in its forward and again in its backward.
+    A slice that is not contiguous (`weight[:, :in]`) comes out as a contiguous copy (all of
+    them copied at once): a convolution would otherwise copy it in its forward and again in its
+    backward.
     """
 
     @staticmethod
     def forward(ctx: Any, regions: tuple[Region, ...], *params: torch.Tensor) -> Any:
         ctx.set_materialize_grads(False)
         ctx.regions, ctx.params = regions, params
-        views = (_view(p, r) for p, r in zip(params, regions, strict=True))
-        return tuple(v if v.is_contiguous() else v.contiguous() for v in views)
+        outs = [
+            p.as_strided(r.size, r.stride, p.storage_offset() + r.offset)
+            for p, r in zip(params, regions, strict=True)
+        ]
+        strided = [i for i, r in enumerate(regions) if not r.contiguous]
+        if strided:
+            buffer = params[0].new_empty(sum(regions[i].numel for i in strided))
+            copies, base = [], 0
+            for i in strided:
+                copies.append(buffer[base : base + regions[i].numel].view(regions[i].size))
+                base += regions[i].numel
+            torch._foreach_copy_(copies, [outs[i] for i in strided])
+            for i, copy in zip(strided, copies, strict=True):
+                outs[i] = copy
+        return tuple(outs)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor | None) -> Any:
+        params, regions = ctx.params, ctx.regions
         outs: list[torch.Tensor | None] = [None] * len(grads)
         targets: list[torch.Tensor] = []
         sources: list[torch.Tensor] = []
-        fresh: list[tuple[int, torch.Tensor]] = []
-        direct = _accumulates_directly(ctx)
+        fresh: list[int] = []
+        nodes = ctx.next_functions if _may_accumulate_directly() else None
         for i, g in enumerate(grads):
             if g is None:
                 continue
-            target = _grad_region(ctx.params[i], ctx.regions[i]) if direct[i] else None
+            target = _grad_region(params[i], regions[i], nodes[i][0]) if nodes else None
             if target is None:
-                fresh.append((i, g))
+                fresh.append(i)
             else:
                 targets.append(target)
                 sources.append(g)
         if targets:  # the weights' existing gradients gain the slices', nothing else moves
             torch._foreach_add_(targets, sources)
         if fresh:
-            p0 = ctx.params[fresh[0][0]]
-            sizes = [ctx.params[i].numel() for i, _ in fresh]
-            buffer = torch.zeros(sum(sizes), dtype=p0.dtype, device=p0.device)
+            p0 = params[fresh[0]]
+            buffer = p0.new_zeros(sum(params[i].numel() for i in fresh))
             targets, base = [], 0
-            for (i, _), n in zip(fresh, sizes, strict=True):
-                r = ctx.regions[i]
+            for i in fresh:
+                r = regions[i]
                 outs[i] = buffer.as_strided(r.shape, r.stride, base)
                 targets.append(buffer.as_strided(r.size, r.stride, base + r.offset))
-                base += n
-            torch._foreach_copy_(targets, [g for _, g in fresh])
+                base += params[i].numel()
+            torch._foreach_copy_(targets, [grads[i] for i in fresh])
         return (None, *outs)
 
 
-def _accumulates_directly(ctx: Any) -> list[bool]:
-    """Per weight: may its slice's gradient go straight into its existing `.grad`?
+def _may_accumulate_directly() -> bool:
+    """No graph is being built for the gradients and no distributed reduction is running."""
+    return not torch.is_grad_enabled() and not (dist.is_available() and dist.is_initialized())
+
+
+def _grad_region(param: torch.Tensor, r: Region, node: Any) -> torch.Tensor | None:
+    """The slice's part of `param.grad` as a view, where its gradient may go straight there.
 
     Only when this backward would accumulate into `.grad` anyway (`loss.backward()`, not
-    `torch.autograd.grad` or `inputs=` leaving the weight out), with no graph being built
-    for the gradient, no hooks on the weight and no distributed gradient reduction (whose
-    hooks must see every accumulation). Then adding the slice in place is exactly what
-    accumulating a zero-padded full-size gradient would do, without writing the zeros.
+    `torch.autograd.grad` or `inputs=` leaving the weight out), with no hooks on the weight and
+    a `.grad` laid out like it (and, from `_may_accumulate_directly`, no graph being built for
+    the gradient and no distributed reduction, whose hooks must see every accumulation). Then
+    adding the slice in place is exactly what accumulating a zero-padded full-size gradient
+    would do, without writing the zeros. None otherwise.
     """
-    no = [False] * len(ctx.params)
-    if torch.is_grad_enabled() or (dist.is_available() and dist.is_initialized()):
-        return no
-    out = []
-    for p, (node, _) in zip(ctx.params, ctx.next_functions, strict=True):
-        try:
-            runs = node is not None and torch._C._will_engine_execute_node(node)
-        except RuntimeError:  # inside torch.autograd.grad: .grad is not touched
-            return no
-        out.append(bool(runs) and not p._backward_hooks and not p._post_accumulate_grad_hooks)
-    return out
-
-
-def _grad_region(param: torch.Tensor, r: Region) -> torch.Tensor | None:
-    """The slice's part of `param.grad` as a view, or None when there is no usable `.grad`."""
     grad = param.grad
     if (
         grad is None
-        or grad.is_sparse
-        or grad.requires_grad
+        or grad.layout != torch.strided
         or grad.dtype != param.dtype
-        or grad.shape != r.shape
         or grad.stride() != r.stride
+        or grad.shape != r.shape
+        or param._backward_hooks
+        or param._post_accumulate_grad_hooks
     ):
         return None
-    return _view(grad, r)
+    try:
+        if node is None or not torch._C._will_engine_execute_node(node):
+            return None
+    except RuntimeError:  # inside torch.autograd.grad: .grad is not touched
+        return None
+    return grad.as_strided(r.size, r.stride, grad.storage_offset() + r.offset)
 
 
 def take(params: Sequence[torch.Tensor], regions: Sequence[Region | None]) -> list[torch.Tensor]:
