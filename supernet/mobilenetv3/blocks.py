@@ -29,6 +29,7 @@ ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "hswish": F.hardswish,
 }
 CUDNN = torch.backends.cudnn
+_assign = object.__setattr__
 DEPTHWISE = 3  # position of the depthwise kernel in `shared_weights()`
 
 
@@ -99,6 +100,7 @@ class ElasticMBConv(nn.Module):
         self.act_fn = ACTIVATION_FNS[layout.act]
         self.residual = layout.residual
         self.active_hidden = hidden
+        self._active = (self.depthwise.active_kernel, hidden)
         self._plans: dict[tuple[int, int], BlockPlan] = {}
         self._plan = self._make_plan()
         self._cache: tuple[tuple[int, ...], list[torch.Tensor]] | None = None
@@ -106,13 +108,23 @@ class ElasticMBConv(nn.Module):
 
     def set_active(self, kernel_size: int, expand_ratio: int) -> None:
         """Choose the kernel size and expansion ratio the block runs with."""
-        self.active_hidden = self.hidden_by_ratio[expand_ratio]
-        self.expand_conv.set_active(self.active_hidden)
-        self.depthwise.set_active(kernel_size)
-        key = (kernel_size, self.active_hidden)
+        hidden = self.hidden_by_ratio[expand_ratio]
+        key = (kernel_size, hidden)
+        expand_conv, depthwise = self.expand_conv, self.depthwise
+        if (
+            key == self._active
+            and depthwise.active_kernel == kernel_size
+            and expand_conv.active_out == hidden
+        ):
+            return
+        expand_conv.set_active(hidden)
+        depthwise.set_active(kernel_size)
         plan = self._plans.get(key)
-        self._plan = self._make_plan() if plan is None else plan
-        self._cache = None
+        # plain attributes, set past nn.Module.__setattr__ (called for every block and subnet)
+        _assign(self, "active_hidden", hidden)
+        _assign(self, "_active", key)
+        _assign(self, "_plan", self._make_plan() if plan is None else plan)
+        _assign(self, "_cache", None)
 
     # --- shared weights ----------------------------------------------------------------------
     def shared_weights(self) -> list[torch.Tensor]:

@@ -34,6 +34,8 @@ from supernet.ops.shared_slices import take
 from supernet.protocol import SubnetVerbs
 from supernet.space import Arch
 
+KNOWN_ARCHS = 4096  # validated archs remembered by `set_active`
+
 
 def _choices(name: str, values: Sequence[int], odd: bool = False) -> list[int]:
     out = sorted({int(v) for v in values})
@@ -135,6 +137,12 @@ class MobileNetV3Supernet(SubnetVerbs, nn.Module):
             cfg["dropout"],
         )
         init_weights(self)
+        self._decisions = [  # (depth label, position, kernel label, expand label, block)
+            (f"s{u}_depth", b, f"s{u}_b{b}_kernel", f"s{u}_b{b}_expand", block)
+            for u, unit in enumerate(self.units, start=1)
+            for b, block in enumerate(cast(Iterable[ElasticMBConv], unit), start=1)
+        ]
+        self._known_archs: dict[str, Arch] = {}
         self._active_blocks: list[ElasticMBConv] = []
         self.active_arch: Arch = self.space.largest()
         self.set_max()
@@ -146,17 +154,28 @@ class MobileNetV3Supernet(SubnetVerbs, nn.Module):
 
     def set_active(self, arch: Mapping[str, Any]) -> Arch:
         """Make `arch` the running subnet (a SpaceError names any value outside the space)."""
-        arch = self.space.arch(arch)
+        arch = self._checked(arch)
         active: list[ElasticMBConv] = []
-        for u, unit in enumerate(self.units, start=1):
-            depth = arch[f"s{u}_depth"]
-            for b, block in enumerate(cast(Iterable[ElasticMBConv], unit), start=1):
-                if b <= depth:
-                    block.set_active(arch[f"s{u}_b{b}_kernel"], arch[f"s{u}_b{b}_expand"])
-                    active.append(block)
+        for depth_label, position, kernel_label, expand_label, block in self._decisions:
+            if position <= arch[depth_label]:
+                block.set_active(arch[kernel_label], arch[expand_label])
+                active.append(block)
         self._active_blocks = active
         self.active_arch = arch
         return arch
+
+    def _checked(self, arch: Mapping[str, Any]) -> Arch:
+        """`space.arch(arch)`, remembered by id: a training step sets a few archs again and
+        again, and validating one costs as much as setting it."""
+        if isinstance(arch, Arch):
+            known = self._known_archs.get(arch.arch_id)
+            if known is not None:
+                return known
+        checked = self.space.arch(arch)
+        if len(self._known_archs) >= KNOWN_ARCHS:
+            self._known_archs.clear()
+        self._known_archs[checked.arch_id] = checked
+        return checked
 
     def resize_input(self, x: torch.Tensor) -> torch.Tensor:
         """Images resized (bilinear) to the active resolution; unchanged when they match."""
