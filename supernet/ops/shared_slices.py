@@ -35,6 +35,7 @@ class Region(NamedTuple):
     offset: int
     contiguous: bool  # whether the slice is (standard) contiguous as it is
     numel: int  # of the slice
+    dense_stride: tuple[int, ...]  # of a contiguous tensor of the slice's size
 
 
 def region(param: torch.Tensor, index: Index | None) -> Region | None:
@@ -57,9 +58,10 @@ def region(param: torch.Tensor, index: Index | None) -> Region | None:
     if tuple(size) == tuple(param.shape):
         return None
     view = param.detach().as_strided(size, param.stride(), param.storage_offset() + offset)
+    dense = torch.empty(size, device="meta").stride()
     return Region(
         tuple(param.shape), tuple(param.stride()), tuple(size), offset, view.is_contiguous(),
-        view.numel(),
+        view.numel(), tuple(dense),
     )  # fmt: skip
 
 
@@ -89,8 +91,9 @@ class _Take(torch.autograd.Function):
             buffer = params[0].new_empty(sum(regions[i].numel for i in strided))
             copies, base = [], 0
             for i in strided:
-                copies.append(buffer[base : base + regions[i].numel].view(regions[i].size))
-                base += regions[i].numel
+                r = regions[i]
+                copies.append(buffer.as_strided(r.size, r.dense_stride, base))
+                base += r.numel
             torch._foreach_copy_(copies, [outs[i] for i in strided])
             for i, copy in zip(strided, copies, strict=True):
                 outs[i] = copy
@@ -104,16 +107,18 @@ class _Take(torch.autograd.Function):
         targets: list[torch.Tensor] = []
         sources: list[torch.Tensor] = []
         fresh: list[int] = []
-        nodes = ctx.next_functions if _may_accumulate_directly() else None
-        for i, g in enumerate(grads):
-            if g is None:
-                continue
-            target = _grad_region(params[i], regions[i], nodes[i][0]) if nodes else None
-            if target is None:
-                fresh.append(i)
-            else:
-                targets.append(target)
-                sources.append(g)
+        if _may_accumulate_directly():
+            for i, (g, (node, _)) in enumerate(zip(grads, ctx.next_functions, strict=True)):
+                if g is None:
+                    continue
+                target = _grad_region(params[i], regions[i], node)
+                if target is None:
+                    fresh.append(i)
+                else:
+                    targets.append(target)
+                    sources.append(g)
+        else:
+            fresh = [i for i, g in enumerate(grads) if g is not None]
         if targets:  # the weights' existing gradients gain the slices', nothing else moves
             torch._foreach_add_(targets, sources)
         if fresh:
@@ -156,11 +161,14 @@ def _grad_region(param: torch.Tensor, r: Region, node: Any) -> torch.Tensor | No
     ):
         return None
     try:
-        if node is None or not torch._C._will_engine_execute_node(node):
+        if node is None or not _will_run(node):
             return None
     except RuntimeError:  # inside torch.autograd.grad: .grad is not touched
         return None
     return grad.as_strided(r.size, r.stride, grad.storage_offset() + r.offset)
+
+
+_will_run = torch._C._will_engine_execute_node
 
 
 def take(params: Sequence[torch.Tensor], regions: Sequence[Region | None]) -> list[torch.Tensor]:

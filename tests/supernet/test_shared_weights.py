@@ -211,3 +211,13 @@ def test_state_dict_and_pickles_hold_plain_data(tmp_path) -> None:
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(copy_.eval()(x), net.eval()(x))
+
+
+def test_take_with_a_frozen_weight() -> None:
+    frozen = torch.randn(4, 3)
+    trained = torch.randn(4, 3, requires_grad=True)
+    trained.grad = torch.zeros_like(trained)
+    r = region(trained, (slice(0, 2),))
+    a, b = take([frozen, trained], [region(frozen, (slice(0, 2),)), r])
+    (a.sum() + b.sum()).backward()
+    assert frozen.grad is None and trained.grad[:2].eq(1).all() and trained.grad[2:].eq(0).all()
