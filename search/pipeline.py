@@ -23,10 +23,12 @@ from search.evaluation import build_evaluator, distributed, evaluator_for
 from search.export import export_best
 from search.mathnas.table import BlockTable
 from search.mathnas.table_only import report_solution, solve_table_file, table_constraints
+from search.pretrained_setup import pretrained_source
 from search.problem import Evaluation, Problem, ProblemError, metric_sense
 from search.report import write_report
 from search.results import SearchResult
 from search.store import Store, checkpoint_fingerprint
+from search.store.leases import DEFAULT_LEASE_SECONDS
 from search.tracking import WandbProgress, log_result, wandb_run
 from supernet.checkpoint import load_supernet, read_record
 from supernet.errors import CheckpointError
@@ -52,6 +54,7 @@ class Setup:
     task: str = "tabular benchmark"  # what the validations score, for error messages
     evaluator: Callable[[], Any] | None = None  # the local evaluator (exports the best subnets)
     analytic_cost: Any = None  # the free part of `cost` when `cost` also measures latency
+    cost_objective: str | None = None  # the cost model's own objective (hardware.objective)
 
 
 def find_latest_checkpoint(log_dir: str | Path, supernet_class: str) -> Path:
@@ -79,23 +82,30 @@ def class_path(target: str) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def open_store(cfg: DictConfig, ckpt: Path, fingerprint: str) -> Store:
+def open_store(
+    cfg: DictConfig, ckpt: Path, fingerprint: str, store_dir: Path | None = None
+) -> Store:
     """The measurement store of a checkpoint.
 
-    Default: `measurements/<fingerprint>.sqlite` beside the checkpoint's run, bound to it. An
+    Default: `measurements/<fingerprint>.sqlite` beside the checkpoint's run (or in
+    `store_dir`), bound to it. An
     explicit `store_path` is bound too (and refuses another checkpoint's measurements) unless
-    `store_shared=true` makes it a cache shared by many checkpoints, keyed by each.
+    `store_shared=true` makes it a cache shared by many checkpoints, keyed by each. Runs
+    on one store share their work: what one measures, the others wait for and reuse.
     """
     if cfg.get("store_path"):
         path = Path(cfg.store_path)
     else:
-        path = ckpt.resolve().parent.parent / "measurements" / f"{fingerprint[:16]}.sqlite"
-    store = Store(path, checkpoint=None if cfg.get("store_shared") else fingerprint)
+        folder = store_dir or ckpt.resolve().parent.parent / "measurements"
+        path = folder / f"{fingerprint[:16]}.sqlite"
+    store = Store(path, checkpoint=None if cfg.get("store_shared") else fingerprint,
+                  lease_seconds=cfg.get("store_lease_seconds", DEFAULT_LEASE_SECONDS))
     log.info("measurement store: %s", path)
     return store
 
 
-def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
+def _checkpoint_source(cfg: DictConfig) -> tuple[Supernet, dict[str, Any], Path]:
+    """The supernet of `ckpt_path` (default: the newest of `supernet=`), its record, its path."""
     supernet_class = class_path(cfg.supernet._target_)
     ckpt = cfg.get("ckpt_path") or find_latest_checkpoint(cfg.paths.log_dir, supernet_class)
     if not cfg.get("ckpt_path"):
@@ -107,12 +117,24 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
             f"({record['supernet_class']}), not {supernet_class}; pass the matching supernet= "
             "or another ckpt_path"
         )
+    return supernet, record, Path(ckpt)
+
+
+def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
+    store_dir = None
+    if cfg.get("pretrained"):  # a published supernet: weights from its file, data from cfg
+        source = pretrained_source(cfg)
+        supernet, record, ckpt = source.supernet, source.record, source.weights
+        store_dir = source.store_dir
+    else:
+        supernet, record, ckpt = _checkpoint_source(cfg)
     evaluator_cls = evaluator_for(record)
     metrics, task = tuple(evaluator_cls.metrics), str(evaluator_cls.task)
-    resolve_objectives(cfg.objectives, metrics, task, cfg.get("reference"))  # before any data
+    resolve_objectives(cfg.objectives, metrics, task, cfg.get("reference"),
+                       cost_model.objective)  # before any data
     options = evaluator_cls.options(cfg.get("evaluation") or {}, record)
     fingerprint = checkpoint_fingerprint(ckpt)
-    store = open_store(cfg, Path(ckpt), fingerprint)
+    store = open_store(cfg, Path(ckpt), fingerprint, store_dir)
     if cfg.get("workers"):  # validations on Ray workers; latency stays here, never concurrent
         ray_evaluator = distributed.from_config(cfg, supernet, record)
         scope = store.scope(supernet.space.name, fingerprint, ray_evaluator.settings())
@@ -128,13 +150,15 @@ def _supernet_setup(cfg: DictConfig, cost_model: Any) -> Setup:
 
         return Setup(supernet.space, validate, cost, str(ckpt), supernet,
                      scope, close=ray_evaluator.close, metrics=metrics, task=task,
-                     evaluator=local_evaluator, analytic_cost=getattr(cost_model, "analytic", None))
+                     evaluator=local_evaluator, analytic_cost=getattr(cost_model, "analytic", None),
+                     cost_objective=cost_model.objective)
     evaluator = build_evaluator(evaluator_cls, supernet, record["data_config"], options)
     scope = store.scope(supernet.space.name, fingerprint, evaluator.settings())
     cost = cost_model.bind(supernet, store=store, checkpoint=fingerprint)
     return Setup(supernet.space, scope.memoize(evaluator), cost, str(ckpt), supernet, scope,
                  metrics=metrics, task=task, evaluator=lambda: evaluator,
-                 analytic_cost=getattr(cost_model, "analytic", None))
+                 analytic_cost=getattr(cost_model, "analytic", None),
+                 cost_objective=cost_model.objective)
 
 
 def _benchmark_setup(cfg: DictConfig) -> Setup:
@@ -165,7 +189,8 @@ def build_problem(cfg: DictConfig, setup: Setup) -> Problem:
             constraints[name] = min(bound, constraints.get(name, bound))
             log.info("constraint %s ≤ %g (%.0f%% of the largest subnet)", name, bound,
                      100 * fraction)
-    objectives = resolve_objectives(cfg.objectives, setup.metrics, setup.task, cfg.get("reference"))
+    objectives = resolve_objectives(cfg.objectives, setup.metrics, setup.task,
+                                    cfg.get("reference"), setup.cost_objective)
     problem = Problem(
         space=setup.space,
         objectives=objectives,
@@ -185,15 +210,18 @@ MAIN_QUALITY = "quality"  # objectives placeholder: the main metric of whatever 
 
 
 def resolve_objectives(
-    objectives: Any, measured: tuple[str, ...], task: str, reference: Any = None
+    objectives: Any, measured: tuple[str, ...], task: str, reference: Any = None,
+    cost_objective: str | None = None,
 ) -> list[str]:
-    """`objectives` with `quality` replaced by the validations' main metric (accuracy, BLEU).
+    """`objectives` with `quality` replaced by the validations' main metric (accuracy, BLEU)
+    and an unset one (`hardware.objective: null`) by the cost model's own objective.
 
     A quality metric the validations do not give (accuracy of a translation supernet) is one
     clear error naming the metrics they do give; names that are no metric at all are left to
     `Problem`, which lists the known ones.
     """
-    resolved = [measured[0] if name == MAIN_QUALITY else str(name) for name in objectives]
+    resolved = [measured[0] if name == MAIN_QUALITY else str(cost_objective) if name is None
+                else str(name) for name in objectives]
     for name in resolved:
         if name in QUALITY and name not in measured:
             raise ProblemError(

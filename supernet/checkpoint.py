@@ -17,7 +17,7 @@ from supernet.errors import CheckpointError
 from supernet.protocol import Supernet, as_supernet
 
 FORMAT_VERSION = 1
-STATE_PREFIX = "supernet."
+STATE_PREFIX = "supernet."  # the live weights; a record's `state_prefix` may name others (EMA)
 
 
 def supernet_record(supernet: Supernet, data_config: dict[str, Any] | None = None) -> dict:
@@ -86,6 +86,16 @@ def read_checkpoint(
     return checkpoint
 
 
+def supernet_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The supernet weights of a checkpoint: those its validation scored (live or EMA)."""
+    prefix = checkpoint["nas"].get("state_prefix", STATE_PREFIX)
+    return {
+        k[len(prefix):]: v
+        for k, v in checkpoint.get("state_dict", {}).items()
+        if k.startswith(prefix)
+    }
+
+
 def read_record(path: str | Path) -> dict[str, Any]:
     """A checkpoint's `nas` record, without reading its tensors (they are memory-mapped)."""
     return dict(read_checkpoint(path, mmap=True)["nas"])
@@ -106,11 +116,7 @@ def load_supernet(
             f"{expected_space!r} space was asked for; choose a matching supernet= or ckpt_path"
         )
     supernet = build_supernet(record)
-    state = {
-        k[len(STATE_PREFIX):]: v
-        for k, v in checkpoint.get("state_dict", {}).items()
-        if k.startswith(STATE_PREFIX)
-    }
+    state = supernet_state(checkpoint)
     try:
         supernet.load_state_dict(state)
     except RuntimeError as err:

@@ -17,6 +17,7 @@ from supernet.callbacks import ResumeRandomState
 from supernet.checkpoint import read_checkpoint
 from supernet.distributed import check_launch_environment
 from supernet.errors import ConfigError
+from supernet.finetune import init_from_checkpoint
 from supernet.protocol import Supernet, as_supernet
 from supernet.runtime import finish_wandb_run, set_threads, wandb_group, wandb_mode
 
@@ -67,9 +68,14 @@ def check_accelerator(trainer_cfg: DictConfig) -> None:
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    """The data, set up; `data.num_classes: null` becomes the count the data has, so the
+    supernet's `${data.num_classes}` and the checkpoint's data settings carry it."""
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    if "num_classes" in cfg.data and cfg.data.num_classes is None:
+        cfg.data.num_classes = datamodule.num_classes
+        log.info("data.num_classes=%d, from the data", datamodule.num_classes)
     return datamodule
 
 
@@ -85,11 +91,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     set_threads(cfg.get("threads"))
     check_accelerator(cfg.trainer)
     check_launch_environment(cfg.trainer)  # SLURM / torchrun settings agree
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path, init_from = cfg.get("ckpt_path"), cfg.get("init_from")
+    if ckpt_path and init_from:
+        raise ConfigError("ckpt_path resumes a run and init_from starts a new one from trained "
+                          "weights; set only one")
+    trusted = bool(cfg.get("ckpt_trusted"))
     if ckpt_path:
-        read_checkpoint(ckpt_path)  # fail early with a clear message
+        read_checkpoint(ckpt_path, trusted=trusted)  # fail early with a clear message
     datamodule = build_datamodule(cfg)
     supernet = build_supernet(cfg, datamodule)
+    if init_from:
+        init_from_checkpoint(supernet, init_from, trusted=trusted)
     data_config = OmegaConf.to_container(cfg.data, resolve=True)
     module = instantiate(
         cfg.module,
@@ -99,8 +111,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     module.data_config = data_config  # not through instantiate: it would build the datamodule
     loggers = build_loggers(cfg)
+    sharding = {"use_distributed_sampler": False} if getattr(
+        datamodule, "shards_batches", False) else {}  # its own sampler splits the batches
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg)
+        cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg), **sharding
     )
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +126,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path,
+                    weights_only=not trusted)
     finally:
         for lg in loggers:
             if isinstance(lg, WandbLogger) and lg._experiment is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import re
 from pathlib import Path
 
 import pytest
@@ -124,22 +123,3 @@ def test_experiments_compose(make_cfg, path: Path) -> None:
     primary = "search" if path.stem.startswith("search") else "train"
     cfg = make_cfg(primary, f"experiment={path.stem}")
     OmegaConf.resolve(cfg)
-
-
-def _documented(key: str, readme: str) -> bool:
-    """`key` is a whole segment of a dotted name in backticks (`key`, `a.key`, `key.b`)."""
-    return any(key in span.split(".") for span in re.findall(r"`([\w.]+)", readme))
-
-
-@pytest.mark.parametrize(
-    "path",
-    sorted(p for p in CONF_DIR.rglob("*.yaml") if p.parent != CONF_DIR),
-    ids=lambda p: str(p.relative_to(CONF_DIR)),
-)
-def test_every_option_of_a_config_group_is_in_the_readme(path: Path) -> None:
-    """The README's configuration reference names every key a group option sets."""
-    readme = (CONF_DIR.parent / "README.md").read_text()
-    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    keys = [k for k in cfg if k not in ("_target_", "defaults")] if isinstance(cfg, dict) else []
-    missing = [k for k in keys if not _documented(str(k), readme)]
-    assert not missing, f"{path.relative_to(CONF_DIR)}: README does not document {missing}"

@@ -6,6 +6,12 @@ test split) and is scored by corpus sacreBLEU against the references, through th
 here equals `val/bleu_max` of its training run under the same decoding settings. The mean
 token loss under teacher forcing comes along for free and is stored as `loss`.
 
+Two BLEU conventions are reported beside the configured `bleu`, each labelled:
+`bleu_tokenized` scores the tokenized text with hyphenated compounds split (what HAT and the
+WMT'14 papers call BLEU) and `sacrebleu` scores detokenized text with sacreBLEU's own 13a
+tokenizer (Moses-detokenized first when the corpus is Moses-tokenized, as fairseq data-bins
+with subword-nmt BPE are).
+
 Text is tokenised with the checkpoint's own vocabularies, so a corpus whose dictionary was
 learned again (or differs) cannot silently shift every score. Everything that changes the
 numbers (decoding, BLEU tokenizer, which sentences) is in `settings()`, hence in the store key.
@@ -13,17 +19,19 @@ numbers (decoding, BLEU tokenizer, which sentences) is in `settings()`, hence in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from search.evaluation.device import evaluation_device
 from supernet.data.translation.vocab import Vocabulary
 from supernet.errors import ConfigError
 from supernet.protocol import Supernet
 from supernet.space import Arch
-from supernet.transformer.evaluation import evaluate_translation
+from supernet.transformer.errors import TranslationDataError
+from supernet.transformer.evaluation import corpus_bleu, evaluate_translation
 
 Batch = dict[str, Any]
 
@@ -57,6 +65,29 @@ def first_sentences(batches: Sequence[Batch], limit: int | None, pad: int) -> li
     return kept
 
 
+def check_vocab_sizes(supernet: Any, datamodule: Any) -> None:
+    """The data's dictionaries must be as large as the supernet's embedding tables."""
+    config = supernet.config() if hasattr(supernet, "config") else {}
+    for side, vocab in (("src", datamodule.src_vocab), ("tgt", datamodule.tgt_vocab)):
+        expected = config.get(f"{side}_vocab_size")
+        if expected is not None and len(vocab) != expected:
+            raise TranslationDataError(
+                f"the data's {'source' if side == 'src' else 'target'} dictionary has "
+                f"{len(vocab)} symbols but the supernet's table has {expected}; use the "
+                "data-bin the weights were trained on (for HAT: its get_preprocessed.sh)"
+            )
+
+
+def moses_detokenizer(vocab: Vocabulary, lang: str | None) -> Callable[[Sequence[str]], list[str]]:
+    """Moses detokenization for Moses-tokenized corpora (subword-nmt BPE), else identity."""
+    if vocab.bpe != "subword_nmt":
+        return list
+    from sacremoses import MosesDetokenizer
+
+    moses = MosesDetokenizer(lang=lang or "en")
+    return lambda lines: [moses.detokenize(line.split()) for line in lines]
+
+
 class TranslationEvaluator:
     """Corpus BLEU (0-100, sacreBLEU) of a subnet's translations of the validation split.
 
@@ -65,7 +96,7 @@ class TranslationEvaluator:
             exported).
         datamodule: a translation datamodule, set up (gives `val_dataloader()` and its
             vocabularies).
-        device: where subnets run.
+        device: where subnets run (`cuda` needs a visible GPU).
         beam_size: beam width (1: greedy, as the training module's validation by default).
         len_penalty: beam-search length penalty (HAT: 0.6 with beam 4).
         max_len_a, max_len_b: longest output = a × source length + b tokens.
@@ -101,7 +132,7 @@ class TranslationEvaluator:
                 f"evaluation.translation.max_sentences must be ≥ 1 or null, got {max_sentences}"
             )
         self.supernet = supernet
-        self.device = torch.device(device)
+        self.device = evaluation_device(device)
         self.beam_size, self.len_penalty = int(beam_size), float(len_penalty)
         self.max_len_a, self.max_len_b = float(max_len_a), int(max_len_b)
         self.tokenize, self.compound_split = str(tokenize), bool(compound_split)
@@ -111,6 +142,8 @@ class TranslationEvaluator:
             saved = Vocabulary.from_state(dict(vocab["tgt"]))
             saved.check_same(tgt_vocab, "target")
         self.tgt_vocab: Vocabulary = tgt_vocab
+        check_vocab_sizes(supernet, datamodule)
+        self.detokenize = moses_detokenizer(tgt_vocab, getattr(datamodule, "tgt", None))
         # materialise the fixed subset once: every subnet translates exactly the same sentences
         self.validation = first_sentences(
             list(datamodule.val_dataloader()), max_sentences, tgt_vocab.pad_index
@@ -159,7 +192,14 @@ class TranslationEvaluator:
             compound_split=self.compound_split,
             device=self.device,
         )
-        return {"bleu": result.bleu, "loss": result.loss}
+        hyps, refs = result.hypotheses, result.references
+        plain_hyps, plain_refs = self.detokenize(hyps), self.detokenize(refs)
+        return {
+            "bleu": result.bleu,
+            "loss": result.loss,
+            "bleu_tokenized": corpus_bleu(hyps, refs, "none", compound_split=True),
+            "sacrebleu": corpus_bleu(plain_hyps, plain_refs, "13a"),
+        }
 
     def __call__(self, archs: Sequence[Arch]) -> list[dict[str, float]]:
         return [self.score(a) for a in archs]

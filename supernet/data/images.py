@@ -7,7 +7,7 @@ to the resolution of the subnet it trains, so one loader serves every elastic re
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -42,6 +42,14 @@ class TransformedSubset(Dataset):
         return image, int(label)
 
 
+def plain_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Keyword options as plain Python (config lists as lists), as library calls expect."""
+    return {
+        str(k): list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
+        for k, v in (options or {}).items()
+    }
+
+
 def split_indices(n: int, holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A fixed random split of `range(n)` into (rest, holdout), the same for a given seed."""
     if not 0 < holdout < n:
@@ -60,7 +68,8 @@ class ImageDataModule(L.LightningDataModule):
     configs interpolate them (`${data.stem_stride}`), so the data config owns them.
 
     Args:
-        num_classes: classes of the dataset (checked against the data in `setup`).
+        num_classes: classes of the dataset (checked against the data in `setup`); None:
+            whatever the data has (ImageFolder's class folders).
         channels: image channels.
         resolutions: the elastic input resolutions (largest = `image_size`).
         stem_stride: stride of the supernet's stem (1 for 32-pixel images, 2 for ImageNet).
@@ -79,7 +88,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: int | None,
         channels: int,
         resolutions: Sequence[int],
         stem_stride: int = 1,
@@ -127,10 +136,12 @@ class ImageDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **self.loader_settings())
 
     def _check_classes(self, found: int) -> None:
-        if found != self.num_classes:
+        if self.num_classes is None:
+            self.num_classes = found
+        elif found != self.num_classes:
             raise DatasetError(
                 f"the data has {found} classes but data.num_classes={self.num_classes}; "
-                f"set data.num_classes={found}"
+                f"set data.num_classes={found} (or null: the data's count)"
             )
 
     def _split_folders(

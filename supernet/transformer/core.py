@@ -8,6 +8,7 @@ encoder-decoder keys/values computed once). Beam search only talks to this API.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -39,6 +40,35 @@ def _causal_mask(length: int) -> torch.Tensor:
     return torch.triu(torch.full((length, length), float("-inf")), diagonal=1)
 
 
+@dataclass(frozen=True)
+class InputConventions:
+    """How positions and the decoder's first token are presented to the weights.
+
+    The defaults are this framework's: positions count from 0 in a table computed at the
+    active width, and decoding starts from beginning-of-sentence. Weights trained with fairseq
+    (HAT) expect positions from `padding_idx + 1`, read as the front columns of a table computed
+    at the largest width, and end-of-sentence as the decoder's first input.
+
+    Args:
+        position_offset: table row of a sentence's first token.
+        enc_position_dim, dec_position_dim: width at which the position table is computed
+            before its first columns are taken (None: the active width).
+        start_index: the decoder's first input token (None: the `bos_index` it is given).
+    """
+
+    position_offset: int = 0
+    enc_position_dim: int | None = None
+    dec_position_dim: int | None = None
+    start_index: int | None = None
+
+    @classmethod
+    def fairseq(
+        cls, pad_index: int, eos_index: int, enc_dim: int, dec_dim: int
+    ) -> InputConventions:
+        """fairseq's conventions for a model whose largest widths are `enc_dim`, `dec_dim`."""
+        return cls(pad_index + 1, enc_dim, dec_dim, eos_index)
+
+
 class TransformerCore(nn.Module):
     """Encoder-decoder Transformer over given modules; subclasses decide which modules.
 
@@ -50,6 +80,7 @@ class TransformerCore(nn.Module):
         output_proj: output projection, or None to reuse `tgt_embed` (tied).
         pad_index, bos_index, eos_index: special tokens of the target dictionary.
         max_positions: longest source or target sequence (tokens, end-of-sentence included).
+        conventions: position numbering and decoder start token the weights expect.
     """
 
     def __init__(
@@ -65,8 +96,10 @@ class TransformerCore(nn.Module):
         bos_index: int,
         eos_index: int,
         max_positions: int,
+        conventions: InputConventions | None = None,
     ) -> None:
         super().__init__()
+        self.conventions = conventions or InputConventions()
         self.src_embed, self.tgt_embed = src_embed, tgt_embed
         self.encoder_layers, self.decoder_layers = encoder_layers, decoder_layers
         self.encoder_norm, self.decoder_norm = encoder_norm, decoder_norm
@@ -83,10 +116,18 @@ class TransformerCore(nn.Module):
 
     # --- pieces ------------------------------------------------------------------------------
     def _embed(
-        self, tokens: torch.Tensor, table: nn.Module, dim: int, offset: int, dropout: float
+        self,
+        tokens: torch.Tensor,
+        table: nn.Module,
+        dim: int,
+        offset: int,
+        dropout: float,
+        position_dim: int | None,
     ) -> torch.Tensor:
         x = F.embedding(tokens, embedding_weight(table, dim), self.pad_index) * math.sqrt(dim)
-        positions = sinusoidal_table(self.max_positions, dim)[offset : offset + tokens.shape[1]]
+        shift = self.conventions.position_offset
+        table_rows = sinusoidal_table(self.max_positions + shift, position_dim or dim)
+        positions = table_rows[offset + shift : offset + shift + tokens.shape[1], :dim]
         x = x + positions.to(device=x.device, dtype=x.dtype)
         return F.dropout(x, p=dropout, training=self.training)
 
@@ -108,7 +149,14 @@ class TransformerCore(nn.Module):
         """Run the encoder once over (B, S) right-padded source tokens."""
         self._check_length(src_tokens, "a source sentence")
         padding_mask = src_tokens.eq(self.pad_index)
-        x = self._embed(src_tokens, self.src_embed, self.enc_dim, 0, self.enc_dropout)
+        x = self._embed(
+            src_tokens,
+            self.src_embed,
+            self.enc_dim,
+            0,
+            self.enc_dropout,
+            self.conventions.enc_position_dim,
+        )
         layers = list(self.encoder_layers)
         first_kept = len(layers) - self.encoder_keep
         states = []
@@ -137,7 +185,18 @@ class TransformerCore(nn.Module):
             causal = _causal_mask(tokens.shape[1]).to(prev_tokens.device)
         else:
             tokens, offset, causal = prev_tokens[:, -1:], prev_tokens.shape[1] - 1, None
-        x = self._embed(tokens, self.tgt_embed, self.dec_dim, offset, self.dec_dropout)
+        start = self.conventions.start_index
+        if start is not None and offset == 0:  # the weights' own start token
+            tokens = tokens.clone()
+            tokens[:, 0] = start
+        x = self._embed(
+            tokens,
+            self.tgt_embed,
+            self.dec_dim,
+            offset,
+            self.dec_dropout,
+            self.conventions.dec_position_dim,
+        )
         for i in range(self.num_decoder_layers):
             layer: DecoderLayer = self.decoder_layers[i]  # type: ignore[assignment]
             x = layer(x, encoder_out, causal, None if cache is None else cache[i])
@@ -194,6 +253,7 @@ class SubTransformer(TransformerCore):
         bos_index: int,
         eos_index: int,
         max_positions: int,
+        conventions: InputConventions | None = None,
     ) -> None:
         super().__init__(
             src_embed,
@@ -207,6 +267,7 @@ class SubTransformer(TransformerCore):
             bos_index,
             eos_index,
             max_positions,
+            conventions,
         )
         self.enc_dim, self.dec_dim = enc_dim, dec_dim
         self.enc_dropout, self.dec_dropout = enc_dropout, dec_dropout

@@ -25,12 +25,15 @@ _COMPOUND = re.compile(r"(?<=\S)-(?=\S)")
 
 @dataclass(frozen=True)
 class TranslationScore:
-    """BLEU (0-100), mean token NLL (nats) and how much text they cover."""
+    """BLEU (0-100), mean token NLL (nats), how much text they cover, and the texts scored
+    (so that other BLEU conventions can be computed without decoding again)."""
 
     bleu: float
     loss: float
     sentences: int
     tokens: int
+    hypotheses: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
 
 
 def split_compounds(text: str) -> str:
@@ -118,4 +121,6 @@ def evaluate_translation(
         if arch is not None and previous is not None:
             model.set_active(previous)  # type: ignore[operator]
     bleu = corpus_bleu(hyps, refs, bleu_tokenize, compound_split) if with_bleu else float("nan")
-    return TranslationScore(bleu, nll_sum / max(ntokens, 1), sentences, ntokens)
+    return TranslationScore(
+        bleu, nll_sum / max(ntokens, 1), sentences, ntokens, tuple(hyps), tuple(refs)
+    )

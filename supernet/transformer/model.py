@@ -20,7 +20,7 @@ from supernet.ops.elastic_layernorm import ElasticLayerNorm
 from supernet.ops.elastic_linear import ElasticLinear
 from supernet.protocol import SubnetVerbs
 from supernet.space import Arch, SearchSpace
-from supernet.transformer.core import SubTransformer, TransformerCore
+from supernet.transformer.core import InputConventions, SubTransformer, TransformerCore
 from supernet.transformer.cost import transformer_macs, transformer_params
 from supernet.transformer.latency import (
     TranslationPartsChain,
@@ -59,6 +59,9 @@ class TransformerSupernet(SubnetVerbs, TransformerCore):
         share_all_embeddings: one table for source, target and output (needs one vocabulary).
         share_decoder_input_output_embed: tie the output projection to the target table.
         scale_dropout: scale dropout with the subnet's embed width.
+        fairseq_conventions: read inputs as fairseq-trained weights (HAT's published
+            SuperTransformers) expect them: positions from `pad_index + 1` out of a table at the
+            largest width, end-of-sentence as the decoder's first token (`InputConventions`).
     """
 
     src_embed: ElasticEmbedding
@@ -89,6 +92,7 @@ class TransformerSupernet(SubnetVerbs, TransformerCore):
         share_all_embeddings: bool = False,
         share_decoder_input_output_embed: bool = True,
         scale_dropout: bool = True,
+        fairseq_conventions: bool = False,
     ) -> None:
         enc_dims, dec_dims = (
             _choices("encoder_embed_dims", encoder_embed_dims),
@@ -137,6 +141,7 @@ class TransformerSupernet(SubnetVerbs, TransformerCore):
             "share_all_embeddings": bool(share_all_embeddings),
             "share_decoder_input_output_embed": bool(share_decoder_input_output_embed),
             "scale_dropout": bool(scale_dropout),
+            "fairseq_conventions": bool(fairseq_conventions),
         }
         max_enc, max_dec = enc_dims[-1], dec_dims[-1]
         if share_all_embeddings:
@@ -177,6 +182,9 @@ class TransformerSupernet(SubnetVerbs, TransformerCore):
             bos_index,
             eos_index,
             max_positions,
+            InputConventions.fairseq(pad_index, eos_index, max_enc, max_dec)
+            if fairseq_conventions
+            else None,
         )
         if self.output_proj is not None:
             nn.init.normal_(self.output_proj.weight, mean=0.0, std=max_dec**-0.5)
@@ -259,6 +267,7 @@ class TransformerSupernet(SubnetVerbs, TransformerCore):
                 bos_index=self.bos_index,
                 eos_index=self.eos_index,
                 max_positions=self.max_positions,
+                conventions=self.conventions,
             )
         finally:
             self.set_active(previous)

@@ -221,14 +221,32 @@ class TranslationModule(L.LightningModule):
             stats["refs"] += refs
 
     def _end_eval(self, prefix: str) -> None:
-        for name, stats in self._stats.items():
+        """Corpus BLEU and token loss of the whole split: under DDP every rank's translations
+        are gathered first, so the figures do not depend on the number of processes."""
+        for name, stats in self._gathered(self._stats).items():
             loss = stats["nll"] / max(stats["tokens"], 1)
             bleu = corpus_bleu(
                 stats["hyps"], stats["refs"], self.bleu_tokenize, self.compound_split
             )
-            self.log(f"{prefix}/loss_{name}", loss, prog_bar=name == "max")
-            self.log(f"{prefix}/bleu_{name}", bleu, prog_bar=True)
+            self.log(f"{prefix}/loss_{name}", loss, prog_bar=name == "max", rank_zero_only=True)
+            self.log(f"{prefix}/bleu_{name}", bleu, prog_bar=True, rank_zero_only=True)
         self._eval_nets, self._stats = {}, {}
+
+    def _gathered(self, stats: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Every rank's statistics merged (one process: unchanged)."""
+        if self.trainer.world_size <= 1 or not torch.distributed.is_initialized():
+            return stats
+        parts: list[Any] = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(parts, stats)
+        merged: dict[str, dict[str, Any]] = {}
+        for part in parts:
+            for name, s in part.items():
+                m = merged.setdefault(name, {"nll": 0.0, "tokens": 0, "hyps": [], "refs": []})
+                m["nll"] += s["nll"]
+                m["tokens"] += s["tokens"]
+                m["hyps"] += s["hyps"]
+                m["refs"] += s["refs"]
+        return merged
 
     def on_validation_epoch_start(self) -> None:
         self._start_eval()

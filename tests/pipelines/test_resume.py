@@ -73,9 +73,12 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None
         assert proc.returncode == 0, err[-3000:]
 
     expected = _epoch_metrics(tmp_path / "whole")
-    got = _epoch_metrics(killed_dir, resumed_dir)
+    got = _epoch_metrics(resumed_dir)
     assert sorted(expected) == [0, 1, 2]
-    assert got == expected
+    # the epochs the resumed run trained (epoch 0's figures died with the killed process, which
+    # may not have written its epoch-end training loss before the kill)
+    assert sorted(got) == [1, 2]
+    assert got == {e: expected[e] for e in (1, 2)}
     final_whole = _weights(tmp_path / "whole" / "checkpoints" / "last.ckpt")
     final_resumed = _weights(resumed_dir / "checkpoints" / "last.ckpt")
     assert final_whole.keys() == final_resumed.keys()

@@ -79,6 +79,7 @@ def test_latency_search_measures_and_reuses(tiny_ckpt: Path, tmp_path: Path) -> 
 def test_bad_search_input_is_refused(tiny_ckpt: Path, tmp_path: Path) -> None:
     with pytest.raises(ProblemError, match="cannot be met"):
         _search(tmp_path, tiny_ckpt, "strategy=random", "hardware=flops", "constraints.macs=10")
+    assert not (tmp_path / "store.sqlite").exists()  # failed before measuring: no empty store
     with pytest.raises(ProblemError, match="budget"):
         _search(tmp_path, tiny_ckpt, "strategy=random", "hardware=flops", "budget=0")
     with pytest.raises(ProblemError, match="unknown objective"):
@@ -86,7 +87,8 @@ def test_bad_search_input_is_refused(tiny_ckpt: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoint"):
         _search(tmp_path, tmp_path / "a" / "b" / "c" / "missing.ckpt", "strategy=random")
     foreign = tmp_path / "foreign.sqlite"
-    Store(foreign, checkpoint="0" * 64).close()  # the store of another checkpoint
+    with Store(foreign, checkpoint="0" * 64) as other:  # the store of another checkpoint
+        other.put("toy", "0" * 64, "a", {}, {"accuracy": 1.0})
     with pytest.raises(StoreError, match="another"):
         _search(tmp_path, tiny_ckpt, "strategy=random", "hardware=flops", "budget=2",
                 f"store_path={foreign}")

@@ -62,6 +62,8 @@ class TranslationDataModule(L.LightningDataModule):
         seed: seed of the batch order.
     """
 
+    shards_batches = True  # its batch sampler splits batches across ranks (not Lightning's)
+
     def __init__(
         self,
         max_tokens: int = 4096,
@@ -186,7 +188,7 @@ class TranslationDataModule(L.LightningDataModule):
         data = self.datasets[split]
         replicas, rank = 1, 0
         trainer = getattr(self, "trainer", None)
-        if shuffle and trainer is not None:
+        if trainer is not None:  # under DDP each rank takes its share of the batches
             replicas, rank = trainer.world_size, trainer.global_rank
         sampler = TokenBatchSampler(
             data.src_sizes,

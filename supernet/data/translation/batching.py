@@ -80,7 +80,9 @@ class TokenBatchSampler(Sampler[list[int]]):
     Pairs are sorted by (target, source) length and cut into batches whose padded size
     `n × max(len)` stays within `max_tokens`; training shuffles the batch order every epoch
     with a generator seeded by (seed, epoch), so every rank sees the same order and takes
-    every `num_replicas`-th batch.
+    every `num_replicas`-th batch. Training ranks get equally many batches (the remainder is
+    left out, since every step synchronises gradients); evaluation (no shuffling) covers every
+    batch, the first ranks taking one more, so the gathered scores are the whole split's.
     """
 
     def __init__(
@@ -127,7 +129,7 @@ class TokenBatchSampler(Sampler[list[int]]):
             perm = np.random.default_rng([self.seed, self.epoch]).permutation(len(batches))
             batches = [batches[i] for i in perm]
         if self.num_replicas > 1:
-            usable = len(batches) - len(batches) % self.num_replicas
+            usable = len(batches) - len(batches) % self.num_replicas if self.shuffle else None
             batches = batches[self.rank : usable : self.num_replicas]
         return batches
 
@@ -135,9 +137,7 @@ class TokenBatchSampler(Sampler[list[int]]):
         return iter(self._order())
 
     def __len__(self) -> int:
-        return (
-            len(self.batches) // self.num_replicas if self.num_replicas > 1 else len(self.batches)
-        )
+        return len(self._order())
 
 
 def collate_pairs(
