@@ -25,8 +25,10 @@ def random_affine(
     """`images` (N, C, H, W), each rotated by up to ±`degrees`, shifted by up to `translate`
     (fractions of the width and height) and scaled by a factor in `scale`."""
     n = images.shape[0]
-    rand = torch.rand(n, 4, generator=generator, device=generator.device if generator else None)
-    rand = rand.to(images.device)
+    if generator is None:  # drawn where the batch is: no host-device copy, no synchronisation
+        rand = torch.rand(n, 4, device=images.device)
+    else:
+        rand = torch.rand(n, 4, generator=generator, device=generator.device).to(images.device)
     angle = (rand[:, 0] * 2 - 1) * math.radians(degrees)
     factor = scale[0] + rand[:, 1] * (scale[1] - scale[0])
     # a shift by a fraction f of the side is 2f in affine_grid's [-1, 1] coordinates
