@@ -130,7 +130,7 @@ class _Take(torch.autograd.Function):
                 outs[i] = buffer.as_strided(r.shape, r.stride, base)
                 targets.append(buffer.as_strided(r.size, r.stride, base + r.offset))
                 base += params[i].numel()
-            torch._foreach_copy_(targets, [grads[i] for i in fresh])
+            torch._foreach_copy_(targets, [g for i in fresh if (g := grads[i]) is not None])
         return (None, *outs)
 
 

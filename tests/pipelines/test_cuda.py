@@ -46,9 +46,16 @@ def test_search_times_subnets_on_the_gpu(
     out = tmp_path / "search"
     extra = ("hardware.pool=20", "hardware.meter.repeats=10") if hardware == "gpu_lut" else ()
     cfg = compose_in(
-        "search", out, "supernet=mobilenetv3_tiny", f"ckpt_path={ckpt}", "strategy=random",
-        f"hardware={hardware}", "budget=5", f"store_path={tmp_path / 'store.sqlite'}",
-        *FAST, *extra,
+        "search",
+        out,
+        "supernet=mobilenetv3_tiny",
+        f"ckpt_path={ckpt}",
+        "strategy=random",
+        f"hardware={hardware}",
+        "budget=5",
+        f"store_path={tmp_path / 'store.sqlite'}",
+        *FAST,
+        *extra,
     )
     cfg.paths.log_dir = str(ckpt.parents[3])
     result = run(cfg)
