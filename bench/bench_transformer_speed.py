@@ -19,14 +19,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from supernet.transformer.beam import beam_search
-from supernet.transformer.model import TransformerSupernet
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._timing import interleaved  # noqa: E402
+from supernet.transformer.beam import beam_search  # noqa: E402
+from supernet.transformer.model import TransformerSupernet  # noqa: E402
 
 SCALES = {
     "cpu": dict(
@@ -42,23 +47,6 @@ SCALES = {
 }  # fmt: skip
 
 
-def _time(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Times of each function, alternating between them (one warm-up run each first)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(_time(fn))
-    return times
-
-
 def _ratio(times: dict[str, list[float]], num: str, den: str) -> dict[str, float]:
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
@@ -68,10 +56,19 @@ def _ratio(times: dict[str, list[float]], num: str, den: str) -> dict[str, float
     }
 
 
-def train_step_overhead(net: TransformerSupernet, batch: tuple, repeats: int) -> dict:
+def train_step_overhead(
+    net: TransformerSupernet,
+    batch: tuple,
+    repeats: int,
+    arch: Mapping[str, Any] | None = None,
+    sync: Callable[[], object] = lambda: None,
+) -> dict:
+    """Train-step times (forward, backward, Adam) of `arch` (default: the largest) in the
+    supernet and exported, and their ratio; `sync` waits for a GPU (`interleaved`)."""
     src, prev, target = batch
-    net.train().set_max()
-    static = net.export_subnet(net.space.largest()).train()
+    arch = net.space.largest() if arch is None else arch
+    net.train().set_active(arch)
+    static = net.export_subnet(arch).train()
 
     def step_of(model: torch.nn.Module) -> Callable[[], None]:
         opt = torch.optim.Adam(model.parameters(), 1e-4, betas=(0.9, 0.98))
@@ -87,7 +84,7 @@ def train_step_overhead(net: TransformerSupernet, batch: tuple, repeats: int) ->
 
         return step
 
-    times = _interleaved({"supernet": step_of(net), "static": step_of(static)}, repeats)
+    times = interleaved({"supernet": step_of(net), "static": step_of(static)}, repeats, sync=sync)
     return _ratio(times, "supernet", "static")
 
 
@@ -105,7 +102,7 @@ def decoding_speedup(net: TransformerSupernet, src_len: int, out_len: int, repea
 
     tokens = beam_search(model, src, 5, max_len_a=0.0, max_len_b=out_len, min_len=out_len)
     assert len(tokens[0].tokens) == out_len
-    times = _interleaved({"recompute": run(False), "incremental": run(True)}, repeats)
+    times = interleaved({"recompute": run(False), "incremental": run(True)}, repeats)
     return _ratio(times, "recompute", "incremental")
 
 

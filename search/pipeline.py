@@ -340,6 +340,10 @@ def _search(cfg: DictConfig, setup: Setup, console: Console, output_dir: Path) -
     config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     log.info("search %s on %s: budget %d validations, objectives %s, constraints %s",
              strategy.name, setup.source, problem.budget, problem.objectives, problem.constraints)
+    describe = getattr(setup.cost, "describe", None)
+    costs = describe() if callable(describe) else None  # what is measured: latency = wall time
+    if costs is not None:
+        log.info("costs: %s", costs)
     started = time.perf_counter()
     with wandb_run(
         project=cfg.wandb.project, group=wandb_group(cfg.experiment_name), job_type="search",
@@ -351,6 +355,8 @@ def _search(cfg: DictConfig, setup: Setup, console: Console, output_dir: Path) -
         extras = strategy.run(problem, rng) or {}
         result = SearchResult.from_problem(problem, strategy.name, int(cfg.seed), extras)
         facts: dict[str, Any] = {"source": setup.source, "seconds": time.perf_counter() - started}
+        if costs is not None:
+            facts["costs"] = costs
         if setup.scope is not None:
             facts.update(measured=setup.scope.misses, reused_from_store=setup.scope.hits)
             log.info("validations measured now: %d, reused from the store: %d",

@@ -194,6 +194,8 @@ class LatencyMeter:
     trim: float = setting("fraction dropped at each end of the sorted times", ge=0, lt=0.5)
     threads: int = setting("torch threads while timing", ge=1)
     clock: str = setting("wall (latency) or process (CPU time)", choices=tuple(CLOCKS))
+    mode: str = setting("eager (Python calls) or cuda_graph (captured once, replays timed)",
+                        choices=("eager", "cuda_graph"))
 
 
 @dataclass
@@ -209,6 +211,13 @@ class MeasuredLatencyCost:
     """`hardware=cpu` / `gpu` / `cpu_time`."""
 
     objective: str | None = setting("the cost objective (null: what the meter measures)")
+
+
+@dataclass
+class OnnxRuntimeCost(MeasuredLatencyCost):
+    """`hardware=onnxruntime`."""
+
+    opset: int = setting("ONNX opset of the exported graphs", ge=7)
 
 
 @dataclass
@@ -279,6 +288,7 @@ SEARCH_OPTIONS: dict[str, type] = {
     "search.hardware.costs.AnalyticCost": AnalyticCost,
     "search.hardware.costs.MeasuredLatencyCost": MeasuredLatencyCost,
     "search.hardware.lookup_table.LatencyTableCost": LatencyTableCost,
+    "search.hardware.onnx_runtime.OnnxRuntimeCost": OnnxRuntimeCost,
     "search.benchmarks.loader.load_benchmark": Benchmark,
     "search.benchmarks.column_table.load_column_table": ColumnTable,
     "supernet.pretrained.Published": Published,

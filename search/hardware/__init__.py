@@ -5,6 +5,7 @@ per-part latency lookup tables with their validation against measured latency.
 - `costs`: the cost models a search calls (`AnalyticCost`, `MeasuredLatencyCost`) and the
   workloads they time;
 - `lookup_table`: `LatencyTableCost`, a network's latency as the sum of its parts';
+- `onnx_runtime`: `OnnxRuntimeCost`, the exported subnet as an ONNX graph in ONNX Runtime;
 - `table_validation`: how well a table predicts measured latency.
 """
 
@@ -25,6 +26,7 @@ from search.hardware.meter import (
     LatencyMeter,
     check_available,
 )
+from search.hardware.onnx_runtime import OnnxRuntimeCost
 from search.hardware.table_validation import TableValidation, validate_table
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "LatencyTable",
     "LatencyTableCost",
     "MeasuredLatencyCost",
+    "OnnxRuntimeCost",
     "TableValidation",
     "Workload",
     "check_available",

@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 class Workload(Protocol):
     """Builds the inputs for `model` (the exported subnet of `arch`) and returns what to time.
 
-    Optionally has `settings() -> dict`, which becomes part of the latency's store key.
+    Optionally has `settings() -> dict`, which becomes part of the latency's store key, and
+    `capturable = True` when its closure can be captured as a CUDA graph (static inputs, no
+    host synchronisation); others are timed eagerly in `meter.mode=cuda_graph`.
     """
 
     def __call__(self, model: nn.Module, arch: Arch) -> Callable[[], Any]: ...
@@ -63,6 +65,8 @@ def _model_device(model: nn.Module) -> torch.device:
 class ImageWorkload:
     """One forward pass of `batch_size` images at the arch's resolution (channels-last).
 
+    Capturable as a CUDA graph: the closure always reads the same input tensor.
+
     Args:
         batch_size: images per pass.
         resolution: used when the arch has no `resolution` decision.
@@ -80,6 +84,8 @@ class ImageWorkload:
         self.batch_size, self.resolution = int(batch_size), resolution
         self.channels, self.channels_last = channels, bool(channels_last)
 
+    capturable = True
+
     def settings(self) -> dict[str, Any]:
         return {
             "workload": "image",
@@ -89,6 +95,14 @@ class ImageWorkload:
         }
 
     def __call__(self, model: nn.Module, arch: Arch) -> Callable[[], Any]:
+        x = self.inputs(model, arch)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        return lambda: model(x)
+
+    def inputs(self, model: nn.Module, arch: Arch) -> torch.Tensor:
+        """The batch of images `model` is timed on (NCHW, on the model's device, seed 0)."""
         resolution = arch.get("resolution", self.resolution)
         if resolution is None:
             raise HardwareError(
@@ -106,11 +120,7 @@ class ImageWorkload:
             channels = conv.in_channels
         generator = torch.Generator().manual_seed(0)
         size = (self.batch_size, channels, int(resolution), int(resolution))
-        x = torch.randn(size, generator=generator).to(_model_device(model))
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
-        return lambda: model(x)
+        return torch.randn(size, generator=generator).to(_model_device(model))
 
 
 def count_macs(model: nn.Module, run: Callable[[], Any]) -> int:
@@ -161,6 +171,10 @@ class CostModel:
 
     def settings(self) -> dict[str, Any]:
         return {"hardware": "analytic"}
+
+    def describe(self) -> str:
+        """What the cost figures are, in words (the search report records it)."""
+        return f"{self.objective}: analytic, from the architecture alone"
 
     def _require_bound(self) -> Any:
         if self.supernet is None:
@@ -218,6 +232,22 @@ class AnalyticCost(CostModel):
                 run = ImageWorkload(batch_size=1, channels_last=False)(subnet, arch)
                 out[metric] = float(count_macs(subnet, run))
         return out
+
+
+def describe_timing(meter: LatencyMeter, mode: str, what: str) -> str:
+    """`latency_ms: wall time of ...` or `cpu_time_ms: CPU time (not latency) of ...`."""
+    settings = meter.settings(mode=mode)
+    clock = "wall time" if meter.clock == "wall" else "CPU time of the timing thread (not latency)"
+    how = {
+        "eager": "run eagerly (Python and kernel launches included)",
+        "cuda_graph": "CUDA-graph replays (the network on the device, no launch overhead)",
+        "onnxruntime": "all graph optimisations",
+    }.get(mode, mode)
+    return (
+        f"{meter.metric}: {clock} of {what}, {how}, on {settings['device_name']}, batch "
+        f"{meter.batch_size}, {meter.threads} thread(s), {int(meter.trim * 100)}%-trimmed mean "
+        f"of {meter.repeats} runs after {meter.warmup} warm-up runs"
+    )
 
 
 def timed_objective(meter: LatencyMeter, objective: str | None) -> str:
@@ -280,9 +310,18 @@ class MeasuredLatencyCost(CostModel):
             )
         return self
 
+    def mode(self) -> str:
+        """How the workload is timed: the meter's mode, `eager` for one that cannot be
+        captured as a CUDA graph (the Transformer's beam search)."""
+        capturable = bool(getattr(self.workload, "capturable", False))
+        return self.meter.mode if capturable else "eager"
+
     def settings(self) -> dict[str, Any]:
         workload = workload_settings(self.workload) if self.workload is not None else {}
-        return {**self.meter.settings(), **workload}
+        return {**self.meter.settings(mode=self.mode()), **workload}
+
+    def describe(self) -> str:
+        return describe_timing(self.meter, self.mode(), "the exported subnet in PyTorch")
 
     def measure(self, arch: Arch) -> dict[str, float]:
         """Time the exported subnet of `arch` now (no store).
@@ -296,7 +335,8 @@ class MeasuredLatencyCost(CostModel):
         model = supernet.export_subnet(arch).eval().to(self.meter.device)
         try:
             with torch.inference_mode():
-                latency = self.meter.measure(self.workload(model, arch))
+                run = self.workload(model, arch)
+                latency = self.meter.measure(run, capturable=self.mode() == "cuda_graph")
         finally:
             del model
             if self.meter.cuda:
@@ -307,7 +347,8 @@ class MeasuredLatencyCost(CostModel):
             log.info(
                 "timed the latency of %d subnets so far (%.1f s each; stored, never timed "
                 "twice; hardware=cpu_lut looks latency up instead)",
-                self.timed, self.timing_seconds / self.timed,
+                self.timed,
+                self.timing_seconds / self.timed,
             )
         return latency.as_metrics()
 

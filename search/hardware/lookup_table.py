@@ -42,6 +42,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,8 @@ import torch
 import yaml
 from torch import nn
 
-from search.hardware.costs import AnalyticCost, CostModel, timed_objective
-from search.hardware.meter import HardwareError, LatencyMeter
+from search.hardware.costs import AnalyticCost, CostModel, describe_timing, timed_objective
+from search.hardware.meter import HardwareError, LatencyMeter, cuda_graph
 from search.store import Store, settings_key
 from supernet.environment import check_writable_file
 from supernet.space import Arch
@@ -142,6 +143,34 @@ class _Chain:
             sync()
             now = timer()
             out[i], last = now - last, now
+
+
+class _GraphChain(_Chain):
+    """A `_Chain` whose modules are each captured as a CUDA graph (`meter.mode=cuda_graph`):
+    a run replays them in order, one clock reading after each, so a part's time is its
+    kernels on the device without the Python and launch time of eager execution. Each graph
+    reads the previous one's output tensor, as the modules would pass it on."""
+
+    def __init__(self, modules: Sequence[nn.Module], x: torch.Tensor) -> None:
+        super().__init__(modules, x)
+        self.replays: list[Callable[[], None]] = []
+        with torch.inference_mode():
+            for module in self.modules:
+                out: list[torch.Tensor] = []
+                self.replays.append(cuda_graph(partial(_call_into, module, x, out)))
+                x = out[-1]  # written by the captured call: the graph's static output
+
+    def run(self, timer: Callable[[], float], sync: Callable[[], Any], out: np.ndarray) -> None:
+        last = timer()
+        for i, replay in enumerate(self.replays):
+            replay()
+            sync()
+            now = timer()
+            out[i], last = now - last, now
+
+
+def _call_into(module: nn.Module, x: torch.Tensor, out: list[torch.Tensor]) -> None:
+    out.append(module(x))
 
 
 class _Closure:
@@ -273,10 +302,20 @@ class LatencyTableCost(CostModel):
         if self.path is not None:
             check_writable_file(self.path, "hardware.path")
 
+    def mode(self) -> str:
+        """How parts are timed: the meter's mode, `eager` for a supernet that times its own
+        chains (the Transformer's hooks inside beam search cannot be captured as graphs)."""
+        chained = self.supernet is not None and self._chained()
+        return "eager" if chained else self.meter.mode
+
     def settings(self) -> dict[str, Any]:
         """The table's protocol: the meter's settings, the input layout and the method."""
         extra = {"channels_last": self.channels_last, "passes": self.passes, "format": FORMAT}
-        return {**self.meter.settings(), "table": METHOD, **extra}
+        return {**self.meter.settings(mode=self.mode()), "table": METHOD, **extra}
+
+    def describe(self) -> str:
+        what = "each part of the exported subnet in its context, summed (a lookup table)"
+        return describe_timing(self.meter, self.mode(), what)
 
     def bind(
         self, supernet: Any, store: Store | None = None, checkpoint: str = ""
@@ -395,7 +434,8 @@ class LatencyTableCost(CostModel):
         for module in modules:
             module = module.eval().to(device)
             ready.append(module.to(memory_format=fmt) if fmt is not None else module)
-        return _Chain(ready, x.contiguous(memory_format=fmt) if fmt is not None else x)
+        chain = _GraphChain if self.mode() == "cuda_graph" else _Chain
+        return chain(ready, x.contiguous(memory_format=fmt) if fmt is not None else x)
 
     def _whole(self, arch: Arch) -> Any:
         supernet = self._require_bound()

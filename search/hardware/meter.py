@@ -26,6 +26,11 @@ CUDA_MISSING = (
     "hardware=gpu needs a CUDA GPU, none is visible (torch.cuda.is_available() is False); "
     "use hardware=cpu or hardware=flops"
 )
+MODES = ("eager", "cuda_graph")
+CUDA_GRAPH_NEEDS_CUDA = (
+    "meter.mode=cuda_graph replays CUDA graphs and needs a CUDA GPU (meter.device=cuda, as in "
+    "hardware=gpu); {why}; use meter.mode=eager"
+)
 
 
 class HardwareError(NASError):
@@ -92,6 +97,9 @@ class LatencyMeter:
             time, `cpu_time_ms`: one CPU thread only; on a machine shared with other jobs it
             does not count the time the process waits for a core, so it is far less noisy than
             the wall clock, but it is not latency and is never reported as such).
+        mode: `eager` (run the callable: on a GPU this includes the Python and kernel-launch
+            time of every op, which at batch 1 is most of it) or `cuda_graph` (capture the
+            callable once as a CUDA graph and time its replays: the network on the device).
     """
 
     def __init__(
@@ -103,6 +111,7 @@ class LatencyMeter:
         trim: float = 0.1,
         threads: int = 1,
         clock: str = "wall",
+        mode: str = "eager",
     ) -> None:
         self.device = _device(device)
         self.batch_size, self.warmup, self.repeats = int(batch_size), int(warmup), int(repeats)
@@ -114,6 +123,16 @@ class LatencyMeter:
             )
         self.clock = clock
         self.timer = CLOCKS[clock]
+        if mode not in MODES:
+            raise HardwareError(f"meter.mode is one of {list(MODES)}; got {mode!r}")
+        if mode == "cuda_graph" and not self.cuda:
+            why = (
+                f"meter.device={self.device}"
+                if torch.cuda.is_available()
+                else "none is visible (torch.cuda.is_available() is False)"
+            )
+            raise HardwareError(CUDA_GRAPH_NEEDS_CUDA.format(why=why))
+        self.mode = mode
 
     @property
     def cuda(self) -> bool:
@@ -127,9 +146,13 @@ class LatencyMeter:
     def check_available(self) -> None:
         check_available(self.device)
 
-    def settings(self) -> dict[str, Any]:
-        """How latency is measured: part of every stored latency's key."""
+    def settings(self, mode: str | None = None) -> dict[str, Any]:
+        """How latency is measured: part of every stored latency's key.
+
+        `mode` overrides the meter's for a workload that cannot be captured as a CUDA graph
+        (it is timed eagerly, and its key says so)."""
         self.check_available()
+        mode = self.mode if mode is None else mode
         name = torch.cuda.get_device_name(torch.device(self.device)) if self.cuda else _cpu_name()
         return {
             "metric": "latency" if self.clock == "wall" else "cpu_time",
@@ -141,12 +164,17 @@ class LatencyMeter:
             "trim": self.trim,
             "threads": self.threads,
             "torch": torch.__version__.split("+")[0],
-            # the default wall clock is left out so earlier stored figures keep their key
+            # the default wall clock and eager mode are left out so earlier stored figures keep
+            # their key: a key without a mode was timed eagerly
             **({} if self.clock == "wall" else {"clock": self.clock}),
+            **({} if mode == "eager" else {"mode": mode}),
         }
 
-    def measure(self, run: Callable[[], Any]) -> Latency:
-        """Time `run()`; the caller sets eval mode / inference mode and builds the inputs."""
+    def measure(self, run: Callable[[], Any], capturable: bool = True) -> Latency:
+        """Time `run()`; the caller sets eval mode / inference mode and builds the inputs.
+
+        In `cuda_graph` mode `run` is captured once and its replays are timed, unless the
+        caller says it cannot be captured (`capturable=False`: timed eagerly)."""
         self.check_available()
         sync = torch.cuda.synchronize if self.cuda else (lambda: None)
         previous_threads = torch.get_num_threads()
@@ -154,6 +182,8 @@ class LatencyMeter:
         times = np.empty(self.repeats)
         try:
             torch.set_num_threads(self.threads)
+            if self.mode == "cuda_graph" and capturable:
+                run = cuda_graph(run)
             for _ in range(self.warmup):
                 run()
             sync()
@@ -178,3 +208,24 @@ class LatencyMeter:
             metric=self.metric,
         )
 
+
+def cuda_graph(run: Callable[[], Any], warmup: int = 3) -> Callable[[], None]:
+    """`run` captured once as a CUDA graph (after `warmup` runs on a side stream, as capture
+    requires); the returned function replays it. `run` must read and write the same tensors
+    on every call (static inputs), with no host synchronisation inside."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(max(1, warmup)):
+            run()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            run()
+    except Exception as err:  # the callable synchronises, or changes shapes, or ...
+        raise HardwareError(
+            f"this workload cannot be captured as a CUDA graph ({type(err).__name__}: {err}); "
+            "use meter.mode=eager"
+        ) from err
+    return graph.replay

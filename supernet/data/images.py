@@ -6,6 +6,7 @@ to the resolution of the subnet it trains, so one loader serves every elastic re
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from supernet.errors import DatasetError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+GPU_WORKERS = 4  # loader processes by default when a GPU trains (capped by the cores)
 
 
 class TransformedSubset(Dataset):
@@ -73,7 +75,10 @@ class ImageDataModule(L.LightningDataModule):
         stem_stride: stride of the supernet's stem (1 for 32-pixel images, 2 for ImageNet).
         first_unit_stride: stride of the first elastic unit (likewise).
         batch_size: training and evaluation batch size.
-        num_workers: loader worker processes.
+        num_workers: loader worker processes; None: none when training on the CPU (its cores
+            train the network), `GPU_WORKERS` when the trainer runs on a GPU.
+        pin_memory: page-locked batches (faster, asynchronous copies to a GPU); None: when the
+            trainer runs on a GPU.
         calib_images: training images used to re-estimate BatchNorm statistics of a subnet.
         calib_batch_size: batch size of the calibration passes.
         seed: seed of the splits and of the calibration subset.
@@ -89,10 +94,11 @@ class ImageDataModule(L.LightningDataModule):
         stem_stride: int = 1,
         first_unit_stride: int = 1,
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         calib_images: int = 500,
         calib_batch_size: int = 100,
         seed: int = 0,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -102,6 +108,7 @@ class ImageDataModule(L.LightningDataModule):
         self.first_unit_stride = first_unit_stride
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.pin_memory = pin_memory
         self.calib_images = calib_images
         self.calib_batch_size = calib_batch_size
         self.seed = seed
@@ -110,15 +117,23 @@ class ImageDataModule(L.LightningDataModule):
         self.test_set: Dataset | None = None
         self.calib_base: Dataset | None = None
 
+    def on_gpu(self) -> bool:
+        """True when the attached trainer trains on a CUDA device."""
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
+    def loader_settings(self) -> dict[str, Any]:
+        """Workers and memory pinning of the loaders (see `num_workers`, `pin_memory`)."""
+        gpu = self.on_gpu()
+        workers = self.num_workers
+        if workers is None:
+            workers = min(GPU_WORKERS, os.cpu_count() or 1) if gpu else 0
+        pin = gpu if self.pin_memory is None else self.pin_memory
+        return {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": pin}
+
     def _loader(self, dataset: Dataset | None, shuffle: bool, batch_size: int) -> DataLoader:
         assert dataset is not None
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **self.loader_settings())
 
     def _check_classes(self, found: int) -> None:
         if self.num_classes is None:
@@ -162,5 +177,6 @@ class ImageDataModule(L.LightningDataModule):
         assert self.calib_base is not None
         n = min(self.calib_images, len(self.calib_base))  # type: ignore[arg-type]
         picked = np.random.default_rng(self.seed + 1).permutation(len(self.calib_base))[:n]  # type: ignore[arg-type]
-        return self._loader(Subset(self.calib_base, np.sort(picked).tolist()), False,
-                            self.calib_batch_size)
+        return self._loader(
+            Subset(self.calib_base, np.sort(picked).tolist()), False, self.calib_batch_size
+        )

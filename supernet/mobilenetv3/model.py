@@ -16,7 +16,7 @@ from torch import nn
 
 from supernet.calibration import resize
 from supernet.errors import ConfigError
-from supernet.mobilenetv3.blocks import ElasticMBConv
+from supernet.mobilenetv3.blocks import BlockPlan, ElasticMBConv
 from supernet.mobilenetv3.cost import mobilenetv3_cost
 from supernet.mobilenetv3.layout import build_layout
 from supernet.mobilenetv3.parts import LatencyPart, mobilenetv3_parts
@@ -28,8 +28,13 @@ from supernet.mobilenetv3.static import (
     conv_bn_act,
     init_weights,
 )
+from supernet.ops.elastic_batchnorm import count_batches
+from supernet.ops.elastic_depthwise import kernel_matrices
+from supernet.ops.shared_slices import take
 from supernet.protocol import SubnetVerbs
 from supernet.space import Arch
+
+KNOWN_ARCHS = 4096  # validated archs remembered by `set_active`
 
 
 def _choices(name: str, values: Sequence[int], odd: bool = False) -> list[int]:
@@ -132,6 +137,12 @@ class MobileNetV3Supernet(SubnetVerbs, nn.Module):
             cfg["dropout"],
         )
         init_weights(self)
+        self._decisions = [  # (depth label, position, kernel label, expand label, block)
+            (f"s{u}_depth", b, f"s{u}_b{b}_kernel", f"s{u}_b{b}_expand", block)
+            for u, unit in enumerate(self.units, start=1)
+            for b, block in enumerate(cast(Iterable[ElasticMBConv], unit), start=1)
+        ]
+        self._known_archs: dict[str, Arch] = {}
         self._active_blocks: list[ElasticMBConv] = []
         self.active_arch: Arch = self.space.largest()
         self.set_max()
@@ -143,28 +154,62 @@ class MobileNetV3Supernet(SubnetVerbs, nn.Module):
 
     def set_active(self, arch: Mapping[str, Any]) -> Arch:
         """Make `arch` the running subnet (a SpaceError names any value outside the space)."""
-        arch = self.space.arch(arch)
+        arch = self._checked(arch)
         active: list[ElasticMBConv] = []
-        for u, unit in enumerate(self.units, start=1):
-            depth = arch[f"s{u}_depth"]
-            for b, block in enumerate(cast(Iterable[ElasticMBConv], unit), start=1):
-                if b <= depth:
-                    block.set_active(arch[f"s{u}_b{b}_kernel"], arch[f"s{u}_b{b}_expand"])
-                    active.append(block)
+        for depth_label, position, kernel_label, expand_label, block in self._decisions:
+            if position <= arch[depth_label]:
+                block.set_active(arch[kernel_label], arch[expand_label])
+                active.append(block)
         self._active_blocks = active
         self.active_arch = arch
         return arch
+
+    def _checked(self, arch: Mapping[str, Any]) -> Arch:
+        """`space.arch(arch)`, remembered by id: a training step sets a few archs again and
+        again, and validating one costs as much as setting it."""
+        if isinstance(arch, Arch):
+            known = self._known_archs.get(arch.arch_id)
+            if known is not None:
+                return known
+        checked = self.space.arch(arch)
+        if len(self._known_archs) >= KNOWN_ARCHS:
+            self._known_archs.clear()
+        self._known_archs[checked.arch_id] = checked
+        return checked
 
     def resize_input(self, x: torch.Tensor) -> torch.Tensor:
         """Images resized (bilinear) to the active resolution; unchanged when they match."""
         return resize(x, self.active_arch["resolution"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the active subnet (inputs must already be at the active resolution)."""
+        """Logits of the active subnet (inputs must already be at the active resolution).
+
+        The elastic blocks run on weights taken for all of them at once: with gradients, one
+        graph node slices every shared weight (and its backward writes every gradient in one
+        go); without, each block's weights are computed once per arch and reused.
+        """
         x = self.first_block(self.stem(x))
-        for block in self._active_blocks:
-            x = block(x)
+        blocks = self._active_blocks
+        plans = [block.plan() for block in blocks]
+        count_batches([bn for plan in plans for bn in plan.norms])
+        weights = self._taken_weights(plans) if torch.is_grad_enabled() else None
+        for i, block in enumerate(blocks):
+            x = block(x, block.cached_weights() if weights is None else weights[i], counted=True)
         return self.head(x)
+
+    def _taken_weights(self, plans: list[BlockPlan]) -> list[list[torch.Tensor]]:
+        """Every active block's weights for `ElasticMBConv.run`, sliced in one graph node."""
+        taken = take(
+            [w for plan in plans for w in plan.weights],
+            [r for plan in plans for r in plan.regions],
+        )
+        matrices = kernel_matrices([plan.chain for plan in plans])
+        out, start = [], 0
+        for block, plan, matrix in zip(self._active_blocks, plans, matrices, strict=True):
+            n = len(plan.weights)
+            out.append(block.prepare(taken[start : start + n], matrix))
+            start += n
+        return out
 
     @torch.no_grad()
     def export_subnet(self, arch: Mapping[str, Any] | None = None) -> MobileNetV3Net:

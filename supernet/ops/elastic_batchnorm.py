@@ -22,17 +22,9 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         if c > self.num_features:
             raise ValueError(f"input has {c} channels; this BatchNorm holds {self.num_features}")
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else factor
-        use_batch_stats = self.training or self.running_mean is None
-        track = not self.training or self.track_running_stats
-        mean = self.running_mean[:c] if track and self.running_mean is not None else None
-        var = self.running_var[:c] if track and self.running_var is not None else None
         weight = self.weight[:c] if self.weight is not None else None
         bias = self.bias[:c] if self.bias is not None else None
-        return F.batch_norm(x, mean, var, weight, bias, use_batch_stats, factor, self.eps)
+        return batch_norm(self, x, weight, bias)
 
     def to_static(self, channels: int) -> nn.BatchNorm2d:
         """A plain `nn.BatchNorm2d(channels)` with copies of the leading parameters and stats."""
@@ -44,6 +36,45 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         for t in (self.weight, self.bias, self.running_mean, self.running_var):
             if t is not None:
                 t.copy_(t[order])
+
+
+def batch_norm(
+    bn: nn.BatchNorm2d,
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    counted: bool = False,
+) -> torch.Tensor:
+    """`bn` applied to the `c = x.shape[1]` leading channels, with affine `weight`/`bias`.
+
+    The first `c` running statistics are used (and updated in place in training), exactly as
+    `nn.BatchNorm2d` does at full width. `counted=True` means the caller has already advanced
+    `num_batches_tracked` for this batch (see `count_batches`).
+    """
+    c = x.shape[1]
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        if not counted:
+            bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # cumulative average: the factor needs the count itself
+            factor = 1.0 / float(bn.num_batches_tracked)
+    use_batch_stats = bn.training or bn.running_mean is None
+    track = not bn.training or bn.track_running_stats
+    mean, var = (bn.running_mean, bn.running_var) if track else (None, None)
+    if mean is not None and var is not None and c != bn.num_features:
+        mean, var = mean[:c], var[:c]
+    return F.batch_norm(x, mean, var, weight, bias, use_batch_stats, factor, bn.eps)
+
+
+def count_batches(norms: list[nn.BatchNorm2d]) -> None:
+    """Advance `num_batches_tracked` of every training BatchNorm in one multi-tensor add."""
+    counters = [
+        bn.num_batches_tracked
+        for bn in norms
+        if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None
+    ]
+    if counters:
+        torch._foreach_add_(counters, 1)
 
 
 @torch.no_grad()

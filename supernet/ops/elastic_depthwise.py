@@ -10,10 +10,13 @@ to be what the small kernel needs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+Chain = tuple[tuple[int, int, torch.Tensor], ...]  # (src size, dst size, transform) per step
 
 
 class ElasticDepthwiseConv2d(nn.Module):
@@ -56,23 +59,63 @@ class ElasticDepthwiseConv2d(nn.Module):
             raise ValueError(f"kernel size {kernel_size} is not one of {list(self.kernel_sizes)}")
         self.active_kernel = kernel_size
 
+    def weight_index(self, channels: int) -> tuple[slice, ...] | None:
+        """What the active kernel is made from: the first `channels` of the stored kernels,
+        cropped to the centre the first transform reads (None: the whole weight)."""
+        sizes = self.transform_sizes()
+        if not sizes:
+            return None if channels == self.channels else (slice(0, channels),)
+        crop = slice((self.max_kernel - sizes[0]) // 2, (self.max_kernel + sizes[0]) // 2)
+        return (slice(0, channels), slice(None), crop, crop)
+
+    def transform_sizes(self) -> list[int]:
+        """Kernel sizes the active kernel passes through below the stored one (7 → 5 → 3)."""
+        return [k for k in reversed(self.kernel_sizes[:-1]) if k >= self.active_kernel]
+
+    def transform_chain(self) -> Chain:
+        """The steps `(src, dst, matrix)` from the stored kernel to the active one."""
+        chain, src = [], self.max_kernel
+        for dst in self.transform_sizes():
+            chain.append((src, dst, self.transform[f"{src}to{dst}"]))
+            src = dst
+        return tuple(chain)
+
+    def kernel_matrix(self, chain: Chain | None = None) -> torch.Tensor | None:
+        """`P` with `vec(active kernel) = P @ vec(crop)` (None for the stored size), where
+        `crop = weight[weight_index(c)]` is the centre the first transform reads.
+
+        The chain "centre crop, then transform" of the later steps is one linear map of that
+        crop, so it is composed once over the small matrices and applied to all channels in a
+        single product: `P = T_first`, then `P ← T_src→dst @ P[centre rows]`.
+        """
+        return kernel_matrices([self.transform_chain() if chain is None else chain])[0]
+
+    def kernel_from(
+        self, stored: torch.Tensor, matrix: torch.Tensor | None | str = "compute"
+    ) -> torch.Tensor:
+        """The active kernel of every channel in `stored` (leading channels of `weight`).
+
+        `matrix`: this conv's `kernel_matrix()` when the caller has it (`kernel_matrices`).
+        """
+        if isinstance(matrix, str):
+            matrix = self.kernel_matrix()
+        if matrix is None:
+            return stored
+        k, channels = self.active_kernel, stored.shape[0]
+        return F.linear(stored.reshape(channels, -1), matrix).view(channels, 1, k, k)
+
     def active_weight(self, channels: int) -> torch.Tensor:
         """The `(channels, 1, k, k)` kernel of the active size for the first `channels`."""
-        w = self.weight if channels == self.channels else self.weight[:channels]
-        src = self.max_kernel
-        for dst in reversed(self.kernel_sizes[:-1]):
-            if dst < self.active_kernel:
-                break
-            start = (src - dst) // 2
-            crop = w[:, :, start : start + dst, start : start + dst].reshape(channels, dst * dst)
-            w = F.linear(crop, self.transform[f"{src}to{dst}"]).view(channels, 1, dst, dst)
-            src = dst
-        return w
+        index = self.weight_index(channels)
+        return self.kernel_from(self.weight if index is None else self.weight[index])
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The depthwise convolution with an active kernel `weight`."""
+        k = weight.shape[-1]
+        return F.conv2d(x, weight, None, self.stride, k // 2, 1, weight.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channels = x.shape[1]
-        k = self.active_kernel
-        return F.conv2d(x, self.active_weight(channels), None, self.stride, k // 2, 1, channels)
+        return self.conv(x, self.active_weight(x.shape[1]))
 
     @torch.no_grad()
     def to_static(self, channels: int) -> nn.Conv2d:
@@ -88,3 +131,40 @@ class ElasticDepthwiseConv2d(nn.Module):
             f"channels={self.channels}, kernel_sizes={list(self.kernel_sizes)}, "
             f"stride={self.stride}, active_kernel={self.active_kernel}"
         )
+
+
+def kernel_matrices(chains: Sequence[Chain]) -> list[torch.Tensor | None]:
+    """`kernel_matrix()` for each transform chain, batched over chains of the same steps.
+
+    The transforms of a group are stacked and composed at once, so a network pays a few
+    launches for its kernel transforms instead of a few per layer.
+    """
+    out: list[torch.Tensor | None] = [None] * len(chains)
+    groups: dict[tuple[tuple[int, int], ...], list[int]] = {}
+    for i, chain in enumerate(chains):
+        if chain:
+            groups.setdefault(tuple((src, dst) for src, dst, _ in chain), []).append(i)
+    for steps, members in groups.items():
+        matrix: torch.Tensor | None = None
+        for j, (src, dst) in enumerate(steps):
+            t = chains[members[0]][j][2]
+            if len(members) > 1:
+                t = torch.stack([chains[i][j][2] for i in members])
+            if matrix is None:
+                matrix = t
+            else:
+                matrix = t @ matrix.index_select(-2, _centre(src, dst, t.device))
+        assert matrix is not None
+        parts = matrix.unbind(0) if len(members) > 1 else (matrix,)
+        for i, m in zip(members, parts, strict=True):
+            out[i] = m
+    return out
+
+
+@cache
+def _centre(src: int, dst: int, device: torch.device) -> torch.Tensor:
+    """Flat positions of the centre `dst × dst` crop of a `src × src` kernel."""
+    start = (src - dst) // 2
+    rows = torch.arange(start, start + dst)
+    with torch.inference_mode(False):  # usable in autograd even when first built in inference
+        return (rows[:, None] * src + rows[None, :]).flatten().to(device)

@@ -35,11 +35,15 @@ class ElasticPointwiseConv2d(nn.Module):
             )
         self.active_out = out_channels
 
+    def weight_index(self, in_channels: int) -> tuple[slice, ...] | None:
+        """The active slice `[:out, :in]` of the stored weight (None: all of it)."""
+        if self.active_out == self.out_channels and in_channels == self.in_channels:
+            return None
+        return (slice(0, self.active_out), slice(0, in_channels))
+
     def active_weight(self, in_channels: int) -> torch.Tensor:
-        w: torch.Tensor = self.weight
-        if self.active_out != self.out_channels or in_channels != self.in_channels:
-            w = w[: self.active_out, :in_channels]
-        return w
+        index = self.weight_index(in_channels)
+        return self.weight if index is None else self.weight[index]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.active_weight(x.shape[1]))

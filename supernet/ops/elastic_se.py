@@ -32,6 +32,18 @@ class SqueezeExcite(nn.Module):
         return x * F.hardsigmoid(self.expand(s))
 
 
+def excite(
+    x: torch.Tensor,
+    reduce_weight: torch.Tensor,
+    reduce_bias: torch.Tensor,
+    expand_weight: torch.Tensor,
+    expand_bias: torch.Tensor,
+) -> torch.Tensor:
+    """SE with explicit weights: what `SqueezeExcite` computes with its own."""
+    s = F.relu(F.conv2d(x.mean((2, 3), keepdim=True), reduce_weight, reduce_bias))
+    return x * F.hardsigmoid(F.conv2d(s, expand_weight, expand_bias))
+
+
 class ElasticSqueezeExcite(nn.Module):
     """SE over the first `c` channels of its input; the bottleneck is `se_width(c)` wide.
 
@@ -56,21 +68,26 @@ class ElasticSqueezeExcite(nn.Module):
         nn.init.kaiming_normal_(self.reduce_weight, mode="fan_out")
         nn.init.kaiming_normal_(self.expand_weight, mode="fan_out")
 
-    def _slices(self, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The stored reduce/expand weights and biases, in the order `weight_indices` uses."""
+        return self.reduce_weight, self.reduce_bias, self.expand_weight, self.expand_bias
+
+    def weight_indices(self, c: int) -> list[tuple[slice, ...] | None]:
+        """The slices of `weights()` used at width `c` (None: the whole tensor)."""
         if c == self.channels:
-            return self.reduce_weight, self.reduce_bias, self.expand_weight, self.expand_bias
-        h = se_width(c, self.reduction)
-        return (
-            self.reduce_weight[:h, :c],
-            self.reduce_bias[:h],
-            self.expand_weight[:c, :h],
-            self.expand_bias[:c],
+            return [None] * 4
+        cs, hs = slice(0, c), slice(0, se_width(c, self.reduction))
+        return [(hs, cs), (hs,), (cs, hs), (cs,)]
+
+    def _slices(self, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        rw, rb, ew, eb = (
+            t if i is None else t[i]
+            for t, i in zip(self.weights(), self.weight_indices(c), strict=True)
         )
+        return rw, rb, ew, eb
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rw, rb, ew, eb = self._slices(x.shape[1])
-        s = F.relu(F.conv2d(x.mean((2, 3), keepdim=True), rw, rb))
-        return x * F.hardsigmoid(F.conv2d(s, ew, eb))
+        return excite(x, *self._slices(x.shape[1]))
 
     @torch.no_grad()
     def to_static(self, channels: int) -> SqueezeExcite:

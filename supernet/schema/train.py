@@ -98,6 +98,7 @@ class Trainer:
     accumulate_grad_batches: int = setting("batches per optimizer step", ge=1)
     gradient_clip_val: float | None = setting("gradient norm clip (null: none)", ge=0)
     enable_progress_bar: bool = setting("show the progress bar")
+    benchmark: bool | None = setting("cuDNN autotuning of convolution algorithms")
     enable_checkpointing: bool = setting("write checkpoints")
     deterministic: Any = setting("deterministic algorithms", check=_deterministic,
                                  expect="true, false or warn")
@@ -111,7 +112,8 @@ class ImageData:
     """Keys shared by the image datamodules."""
 
     batch_size: int = setting("images per training and evaluation batch", ge=1)
-    num_workers: int = setting("data-loader worker processes", ge=0)
+    num_workers: int | None = setting("data-loader worker processes (null: by device)", ge=0)
+    pin_memory: bool | None = setting("page-locked batches (null: on a GPU)")
     calib_images: int = setting("training images that recalibrate a subnet's BatchNorm", ge=1)
     calib_batch_size: int = setting("batch size of the recalibration passes", ge=1)
     channels: int = setting("image channels", ge=1)
@@ -130,6 +132,7 @@ class DigitsData(ImageData):
     image_size: int = setting("image side in pixels", ge=1)
     test_size: int = setting("images of the test split", ge=1)
     augment: bool = setting("random affine augmentation of training images")
+    batch_augment: bool | None = setting("augment whole batches on their device (null: on a GPU)")
 
 
 @dataclass
