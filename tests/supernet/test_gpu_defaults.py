@@ -13,7 +13,7 @@ import torch
 from supernet.data.augment import random_affine
 from supernet.data.digits import DigitsDataModule
 from supernet.errors import ConfigError
-from supernet.pipeline import check_accelerator
+from supernet.schema import validate_train
 from tests.conftest import ROOT
 
 
@@ -40,7 +40,7 @@ def test_trainer_gpu_is_bf16_and_autotuned(make_cfg) -> None:
 def test_trainer_gpu_without_cuda_is_one_clear_error(make_cfg, monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="needs a CUDA GPU") as err:
-        check_accelerator(make_cfg("train", "trainer=gpu").trainer)
+        validate_train(make_cfg("train", "trainer=gpu"))
     assert "use trainer=cpu" in str(err.value) and "\n" not in str(err.value)
 
 
