@@ -39,7 +39,7 @@ class ClassificationEvaluator:
 
     Args:
         supernet: the trained supernet (weights are not changed: subnets are exported).
-        datamodule: gives `calibration_loader()` and `val_dataloader()`.
+        datamodule: gives `calibration_loader()` and `full_val_dataloader()`.
         device: where subnets run.
         max_val_batches: cap on validation batches (None: the whole split).
     """
@@ -60,7 +60,7 @@ class ClassificationEvaluator:
         self.max_val_batches = max_val_batches
         # materialise the fixed subsets once: every subnet sees exactly the same images
         self.calibration = list(datamodule.calibration_loader())
-        val = list(datamodule.val_dataloader())
+        val = list(datamodule.full_val_dataloader())  # not training's per-epoch subset
         self.validation = val if max_val_batches is None else val[:max_val_batches]
         self.calib_images = sum(int(x.shape[0]) for x, _ in self.calibration)
         self.val_images = sum(int(x.shape[0]) for x, _ in self.validation)
