@@ -59,15 +59,15 @@ class Distortion:
     """
 
     glyph_height: float = 0.5
-    rotation: float = 10.0
-    shear: float = 0.2
+    rotation: float = 8.0
+    shear: float = 0.15
     aspect: float = 0.15
     scale: float = 0.1
-    translate: float = 0.08
-    elastic: float = 0.02
-    fragment: float = 0.3
-    lines: float = 0.3
-    noise: float = 0.05
+    translate: float = 0.06
+    elastic: float = 0.015
+    fragment: float = 0.25
+    lines: float = 0.25
+    noise: float = 0.04
 
 
 def font_path(name: str) -> Path:
@@ -209,8 +209,8 @@ def render_chunk(
     ink = torch.maximum(ink, _lines(rng, n, d.lines, side))
 
     # uneven ink and paper, then noise at the output size
-    strength = torch.from_numpy(rng.uniform(0.7, 1.0, n)).float()[:, None, None]
-    paper = torch.from_numpy(rng.uniform(0.0, 0.15, n)).float()[:, None, None]
+    strength = torch.from_numpy(rng.uniform(0.8, 1.0, n)).float()[:, None, None]
+    paper = torch.from_numpy(rng.uniform(0.0, 0.1, n)).float()[:, None, None]
     image = paper + (1 - paper) * ink * strength
     image = F.avg_pool2d(image[:, None], SUPERSAMPLE)[:, 0]
     image = image + torch.from_numpy(rng.normal(0.0, d.noise, (n, size, size))).float()
