@@ -17,6 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import CONF_DIR, ROOT
+from tests.search.column_tables import layer_table
 
 README = ROOT / "README.md"
 SCRIPTS = ("train.py", "search.py")
@@ -110,6 +111,8 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
     ordered = sorted(commands, key=lambda c: (("train.py" not in c), "compare" in c))
     env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1",
            "PYTHONPATH": str(ROOT)}
+    # the user's own table that the `space=table` example names
+    layer_table(layers=7).to_csv(tmp_path / "my.csv", index=False)
     ran, skipped = [], []
     for command in ordered:
         reason = _needs_missing_hardware(command)
