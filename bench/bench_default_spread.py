@@ -15,7 +15,7 @@ Targets on the 2-core CPU: training ≤ 15 min, largest ≥ 85 %, largest − sm
 ≥ 10,000 validation images, τ(halves) ≥ 0.7, τ(seeds) ≥ 0.5.
 
     python bench/bench_default_spread.py [--ckpt A.ckpt B.ckpt] [--out DIR] [--seeds 0 1]
-        [--subnets 30] [--threads 1] [-- extra train.py overrides]
+        [--subnets 30] [--threads 2] [-- extra train.py overrides]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from search.evaluator import load_datamodule  # noqa: E402
+from search.evaluation import load_datamodule  # noqa: E402
 from supernet.calibration import recalibrate_bn, resize  # noqa: E402
 from supernet.checkpoint import load_supernet  # noqa: E402
 from supernet.space import Arch  # noqa: E402
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs=2, default=[0, 1])
     parser.add_argument("--subnets", type=int, default=30)
     parser.add_argument("--draw-seed", type=int, default=0, help="seed of the random subnets")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="as train.py by default")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides")
     args = parser.parse_args()
     os.chdir(ROOT)  # checkpoints name the data cache relative to the repository root

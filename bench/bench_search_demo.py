@@ -57,7 +57,7 @@ def table_size(common: list[str], out: Path) -> int:
     """Validations MathNAS's block table needs on this checkpoint's space."""
     from hydra.utils import instantiate
 
-    from search.blockmeasure import plan_block_table
+    from search.mathnas.measure import plan_block_table
     from search.pipeline import _supernet_setup, build_problem
 
     cfg = compose_search([*common, "strategy=mathnas"], out)
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--strategies", nargs="+",
                         default=["random", "linas", "layernas", "mathnas"])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="as search.py by default")
     parser.add_argument("--docs-copy", type=Path,
                         default=ROOT / "docs" / "assets" / "demo_fronts.png")
     args = parser.parse_args()

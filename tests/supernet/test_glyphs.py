@@ -102,6 +102,15 @@ def test_datamodule_serves_normalised_batches_and_an_epoch_subset() -> None:
     assert sum(len(y) for _, y in dm.calibration_loader()) == 30
 
 
+def test_a_search_scores_the_whole_validation_split() -> None:
+    from search.evaluation.images import ClassificationEvaluator
+
+    dm = GlyphsDataModule(**SMALL, batch_size=16, epoch_val_size=24)
+    dm.setup("fit")
+    evaluator = ClassificationEvaluator(None, dm)  # type: ignore[arg-type]  # counts only
+    assert evaluator.val_images == 40
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
