@@ -26,7 +26,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -34,6 +33,7 @@ from hydra import compose, initialize_config_dir
 
 from supernet.runtime import EXIT_USER_ERROR, run_cli
 from tests.conftest import CONF_DIR, ROOT, TINY_TRAIN
+from tests.text_corpus import number_corpus
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")
 FAST_TRAIN = (*TINY_TRAIN, "trainer.max_epochs=1", "trainer.limit_train_batches=1",
@@ -381,27 +381,16 @@ def place_empty_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _corpus(root: Path, first: int = 1, n: int = 80) -> Path:
-    from supernet.data.translation.numbers import number_pairs
 
-    en, fr = number_pairs(np.arange(first, first + n))
-    cut = {"train": slice(0, n - 20), "valid": slice(n - 20, n - 10), "test": slice(n - 10, n)}
-    root.mkdir(parents=True)
-    for split, rows in cut.items():
-        (root / f"{split}.en").write_text("\n".join(en[rows]) + "\n")
-        (root / f"{split}.fr").write_text("\n".join(fr[rows]) + "\n")
-    return root
+@pytest.fixture(scope="session")
+def placenumber_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return number_corpus(tmp_path_factory.mktemp("text") / "corpus")
 
 
 @pytest.fixture(scope="session")
-def place_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _corpus(tmp_path_factory.mktemp("text") / "corpus")
-
-
-@pytest.fixture(scope="session")
-def place_long_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def place_longnumber_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A corpus whose test split has one sentence longer than max_positions."""
-    corpus = _corpus(tmp_path_factory.mktemp("long") / "corpus")
+    corpus = number_corpus(tmp_path_factory.mktemp("long") / "corpus")
     with (corpus / "test.en").open("a") as f:
         f.write("seven hundred and seventy-seven " * 20 + "\n")
     with (corpus / "test.fr").open("a") as f:

@@ -8,14 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from supernet.data.translation.numbers import number_pairs
 from supernet.runtime import EXIT_USER_ERROR, run_cli
 from tests.conftest import CONF_DIR, ROOT
+from tests.text_corpus import number_corpus
 
 TINY = (
     "supernet=transformer_tiny",
@@ -27,15 +26,6 @@ TINY = (
 )
 TEXT = ("data=parallel_text", "data.vocab_size=60", "data.max_tokens=400")
 
-
-def _corpus(root: Path, first: int = 1, n: int = 80) -> Path:
-    en, fr = number_pairs(np.arange(first, first + n))
-    cut = {"train": slice(0, n - 20), "valid": slice(n - 20, n - 10), "test": slice(n - 10, n)}
-    root.mkdir(parents=True)
-    for split, rows in cut.items():
-        (root / f"{split}.en").write_text("\n".join(en[rows]) + "\n")
-        (root / f"{split}.fr").write_text("\n".join(fr[rows]) + "\n")
-    return root
 
 
 def _cfg(out: Path, corpus: Path, *overrides: str, data: tuple[str, ...] = TEXT) -> DictConfig:
@@ -70,7 +60,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     from supernet.pipeline import train
 
     root = tmp_path_factory.mktemp("resume")
-    corpus = _corpus(root / "corpus")
+    corpus = number_corpus(root / "corpus")
     train(_cfg(root / "run", corpus))
     return root / "run" / "checkpoints" / "last.ckpt", corpus
 
@@ -85,7 +75,7 @@ def test_a_run_leaves_checkpoints_config_and_metrics(tiny_checkpoint: tuple[Path
 
 @pytest.mark.slow
 def test_train_py_reports_an_empty_corpus_file(tmp_path: Path) -> None:
-    corpus = _corpus(tmp_path / "corpus")
+    corpus = number_corpus(tmp_path / "corpus")
     (corpus / "valid.fr").write_text("\n")
     cmd = [sys.executable, "train.py", *TINY, *TEXT, f"data.root={corpus}",
            f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
@@ -101,7 +91,7 @@ def test_resuming_with_other_dictionaries_is_one_message(
 ) -> None:
     ckpt, _ = tiny_checkpoint
     before = _digest(ckpt)
-    other = _corpus(tmp_path / "other", first=5000, n=60)
+    other = number_corpus(tmp_path / "other", first=5000, n=60)
     cfg = _cfg(tmp_path / "run", other, f"ckpt_path={ckpt}", "data.vocab_size=50",
                "trainer.max_epochs=2")  # fmt: skip
     message = _fails(cfg, capsys)
