@@ -19,6 +19,7 @@ Runs whose summary.json exists are read, not repeated (delete a run directory to
 
     python bench/bench_search_demo.py --ckpt outputs/train/runs/<time>/checkpoints/last.ckpt
         [--out /tmp/search_demo] [--seeds 0 1 2] [--strategies random linas layernas mathnas]
+        [-- extra search.py overrides, e.g. evaluation.max_val_images=2000]
 """
 
 from __future__ import annotations
@@ -125,13 +126,15 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+",
                         default=["random", "linas", "layernas", "mathnas"])
     parser.add_argument("--threads", type=int, default=2, help="as search.py by default")
+    parser.add_argument("overrides", nargs="*",
+                        help="extra search.py overrides for every run (printed with the settings)")
     parser.add_argument("--docs-copy", type=Path,
                         default=ROOT / "docs" / "assets" / "demo_fronts.png")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     common = [f"ckpt_path={Path(args.ckpt).resolve()}", "hardware=flops",
               f"store_path={args.out / 'store.sqlite'}", "wandb.enabled=false",
-              f"threads={args.threads}"]
+              f"threads={args.threads}", *args.overrides]
     default_budget = int(compose_search([], args.out).budget)
     budgets = dict.fromkeys(args.strategies, default_budget)
     if "mathnas" in budgets:
