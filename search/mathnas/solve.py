@@ -144,7 +144,7 @@ class BlockTableSolver:
         return np.zeros(0) if choices is None else self.one_hot(choices)
 
     def _use_dp(self, constraints: Mapping[str, float], exclude: Sequence[Sequence[int]]) -> bool:
-        fits = len(constraints) <= 1 and not exclude
+        fits = _dp_fits(constraints) and not exclude
         if self.engine == "dp" and not fits:
             if FLOOR in constraints:
                 raise ConfigError(
@@ -185,7 +185,7 @@ class BlockTableSolver:
 
         def step(lam: float) -> np.ndarray | None:
             c = self.drop - lam * fx
-            if len(constraints) <= 1:
+            if _dp_fits(constraints):
                 try:
                     x = self._dp(c, constraints)
                 except FrontTooLarge:
@@ -379,6 +379,12 @@ class BlockTableSolver:
         raise InfeasibleConstraintError(
             f"constraints {both} cannot be met together (smallest achievable alone: {each})"
         )
+
+
+def _dp_fits(constraints: Mapping[str, float]) -> bool:
+    """The exact DP takes at most one ≤ row; the FLOPs floor is a ≥ row, which only the MILP
+    takes (also when it is the only row)."""
+    return len(constraints) <= 1 and FLOOR not in constraints
 
 
 def solve_block_table(

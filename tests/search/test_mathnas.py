@@ -497,10 +497,16 @@ def test_the_flops_correction_keeps_predicted_flops_above_the_floor() -> None:
     macs = np.array([table.predict_cost(list(g), "macs") for g in grid])
     drop = table.base_accuracy - np.array([table.predict_accuracy(list(g), False) for g in grid])
     acc = table.base_accuracy - drop * table.mean_flops / np.maximum(flops, 1e-9)
+    unconstrained = acc.copy()
     acc[(flops < table.min_flops) | (macs > 3e7)] = -np.inf
+    unconstrained[flops < table.min_flops] = -np.inf
     for engine in ("auto", "milp"):
         _, predicted, costs = solve_block_table(table, {"macs": 3e7}, True, engine=engine)
         assert predicted == pytest.approx(acc.max(), abs=1e-9)
+        assert costs["flops"] >= table.min_flops
+        # no user constraint: the floor is then the only row
+        _, predicted, costs = solve_block_table(table, {}, True, engine=engine)
+        assert predicted == pytest.approx(unconstrained.max(), abs=1e-9)
         assert costs["flops"] >= table.min_flops
     bare = BlockTable.from_dict({k: v for k, v in table.to_dict().items() if k != "min_flops"})
     with pytest.raises(BlockTableError, match="flops_correction=false"):
