@@ -8,9 +8,11 @@ again, by the others (it still counts against each run's budget). Objectives: ac
 whole validation split and MACs (`hardware=flops`: exact and free, so the comparison is not
 blurred by latency noise on a shared machine).
 
-MathNAS first validates a block table (one network per block option, about 175 on the
-MobileNetV3 space); when that does not fit the default budget, its runs get the table's size
-plus the picks, and the row says so.
+MathNAS first validates a block table (one network per block option, about 180 on the
+MobileNetV3 space), then solves for the problem's constraints: with none it would return one
+network, not a front. Its runs therefore sweep 10 MACs bounds evenly spaced between the
+smallest and the largest subnet (`strategy.budgets`, one validated pick each) with a budget
+of the table's size plus those picks (at least the default budget); the row prints both.
 
 Prints, per strategy, the final normalised hypervolume (mean ± std over seeds) with the
 settings beside it, whether it beats random search by more than two standard deviations,
@@ -37,13 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
 from search.pipeline import run  # noqa: E402
 from supernet.errors import NASError  # noqa: E402
 
-MATHNAS_PICKS = 5  # validations MathNAS may spend after its block table
+MATHNAS_SWEEP = 10  # MACs bounds MathNAS solves for (one validated pick each): its front
 
 
 def compose_search(overrides: list[str], out: Path) -> Any:
@@ -54,8 +57,9 @@ def compose_search(overrides: list[str], out: Path) -> Any:
     return cfg
 
 
-def table_size(common: list[str], out: Path) -> int:
-    """Validations MathNAS's block table needs on this checkpoint's space."""
+def mathnas_plan(common: list[str], out: Path) -> tuple[int, list[float]]:
+    """Validations MathNAS's block table needs on this checkpoint's space, and MACs bounds
+    evenly spaced between the smallest and the largest subnet's (its front sweep)."""
     from hydra.utils import instantiate
 
     from search.mathnas.measure import plan_block_table
@@ -64,11 +68,15 @@ def table_size(common: list[str], out: Path) -> int:
     cfg = compose_search([*common, "strategy=mathnas"], out)
     setup = _supernet_setup(cfg, instantiate(cfg.hardware))
     try:
-        _, archs = plan_block_table(build_problem(cfg, setup))
+        problem = build_problem(cfg, setup)
+        _, archs = plan_block_table(problem)
+        low, high = (problem.cost(a)["macs"] for a in (problem.space.smallest(),
+                                                       problem.space.largest()))
     finally:
         if setup.close is not None:
             setup.close()
-    return len(archs)
+    bounds = [float(round(b)) for b in np.linspace(low, high, MATHNAS_SWEEP + 1)[1:]]
+    return len(archs), bounds
 
 
 def run_once(name: str, overrides: list[str], out: Path) -> dict[str, Any]:
@@ -137,16 +145,17 @@ def main() -> None:
               f"threads={args.threads}", *args.overrides]
     default_budget = int(compose_search([], args.out).budget)
     budgets = dict.fromkeys(args.strategies, default_budget)
-    if "mathnas" in budgets:
-        needed = table_size(common, args.out / "_plan")
-        if needed > default_budget:
-            budgets["mathnas"] = needed + MATHNAS_PICKS
+    extra: dict[str, list[str]] = {}
+    if "mathnas" in budgets:  # one constraint setting by default: a sweep gives it a front
+        needed, bounds = mathnas_plan(common, args.out / "_plan")
+        budgets["mathnas"] = max(default_budget, needed + MATHNAS_SWEEP)
+        extra["mathnas"] = [f"strategy.budgets=[{','.join(f'{b:.0f}' for b in bounds)}]"]
     runs: dict[str, list[dict[str, Any]]] = {}
     started = time.perf_counter()
     for seed in args.seeds:
         for strategy in args.strategies:
             overrides = [*common, f"strategy={strategy}", f"seed={seed}",
-                         f"budget={budgets[strategy]}"]
+                         f"budget={budgets[strategy]}", *extra.get(strategy, [])]
             try:
                 runs.setdefault(strategy, []).append(
                     run_once(f"{strategy}_s{seed}", overrides, args.out))
@@ -164,8 +173,9 @@ def main() -> None:
         best = [max(p["metrics"]["accuracy"] for p in r["pareto"]) for r in runs[strategy]]
         measured = sum(r.get("measured", 0) for r in runs[strategy])
         reused = sum(r.get("reused_from_store", 0) for r in runs[strategy])
-        settings = (f"budget={budgets[strategy]} seeds={','.join(map(str, args.seeds))} "
-                    f"measured={measured} reused={reused}")
+        settings = " ".join([f"budget={budgets[strategy]}", *extra.get(strategy, []),
+                             f"seeds={','.join(map(str, args.seeds))}",
+                             f"measured={measured} reused={reused}"])
         print(f"{strategy:<10} {fmt(values):<24} {fmt(best):<16} {settings}")
     if base is not None and len(base) > 1:
         print("\nagainst random search (difference of means vs 2 × pooled standard deviation):")
