@@ -162,10 +162,12 @@ def main() -> None:
             except NASError as err:
                 print(f"  {strategy} seed {seed}: {err}", flush=True)
     print(f"\ncheckpoint: {args.ckpt}")
-    print(f"common settings: {' '.join(common[1:])}; objectives accuracy (whole validation "
-          f"split) and MACs; default budget {default_budget}")
+    print(f"common settings: {' '.join(common[1:])}; objectives accuracy (on the validation "
+          f"split, or its first evaluation.max_val_images) and MACs; default budget "
+          f"{default_budget}")
     print(f"wall-clock: {(time.perf_counter() - started) / 60:.1f} min "
           "(runs read from earlier summaries included at no cost)")
+    runs = {s: rs for s, rs in runs.items() if rs}  # a strategy whose every run failed
     hv = {s: [r["hypervolume_normalised"][-1] for r in rs] for s, rs in runs.items()}
     base = hv.get("random")
     print(f"\n{'strategy':<10} {'normalised hypervolume':<24} {'best accuracy':<16} settings")
