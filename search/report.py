@@ -255,13 +255,16 @@ def pareto_figure(result: SearchResult) -> Figure:
     for key, row in result.best.items():
         if row is not None:
             picks.setdefault(row.index, []).append(key)
+    middle = (float(np.min(xs)) + float(np.max(xs))) / 2
     for k, keys in picks.items():
         ax.scatter(xs[k], ys[k], marker="*", s=160, color="gold", edgecolors="black", zorder=5)
+        right_half = xs[k] > middle  # label towards the inside, so it stays in the frame
         ax.annotate(
             f"best ({', '.join(keys)}): {fmt_value(y, ys[k])}",
             (xs[k], ys[k]),
             textcoords="offset points",
-            xytext=(6, -12),
+            xytext=(-8, -14) if right_half else (8, -14),
+            ha="right" if right_half else "left",
             fontsize=8,
         )
     _axis_format(ax, x, y)

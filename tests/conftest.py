@@ -54,6 +54,7 @@ TINY_TRAIN = (
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=6",
     "data.calib_images=128",
+    "data.train_size=512",  # a prefix of the default glyph data: seconds to generate
     "data.val_size=128",
     "data.test_size=128",
     "module.num_random_eval=1",

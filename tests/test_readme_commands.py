@@ -62,8 +62,13 @@ def size_overrides(script: str, overrides: list[str]) -> list[str]:
         if data.endswith("NumbersEnFrDataModule"):
             out += ["data.num_train=300", "data.num_valid=16", "data.num_test=16",
                     "data.max_digits=3", "data.max_tokens=400"]
+        elif data.endswith("NumberPhrasesDataModule"):
+            out += ["data.num_train=300", "data.num_valid=16", "data.num_test=16",
+                    "data.vocab_size=160", "data.max_tokens=400"]
         elif "module.num_random_eval" not in " ".join(overrides):
             out += ["module.num_random_eval=1", "data.calib_images=64"]
+        if data.endswith("GlyphsDataModule"):  # a prefix of the default images
+            out += ["data.train_size=256", "data.val_size=128", "data.test_size=128"]
         if str(cfg.recipe._target_).endswith("ProgressiveShrinking"):
             out += ["trainer.max_epochs=2"]  # two phases: the full net and one shrinking phase
         return out

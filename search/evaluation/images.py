@@ -47,7 +47,8 @@ class ClassificationEvaluator:
 
     Args:
         supernet: the trained supernet (weights are not changed: subnets are exported).
-        datamodule: gives `calibration_loader()` and `val_dataloader()`.
+        datamodule: gives `calibration_loader()` and `full_val_dataloader()` (the whole split,
+            not training's per-epoch subset) or `val_dataloader()`.
         device: where subnets run (`cuda` needs a visible GPU).
         max_val_batches: cap on validation batches (None: the whole split).
         max_val_images: cap on validation images, the first ones of the split (None: all).
@@ -72,7 +73,8 @@ class ClassificationEvaluator:
         self.device = evaluation_device(device)
         self.max_val_batches = max_val_batches
         self.calibration = datamodule.calibration_loader()
-        self.validation = _capped(datamodule.val_dataloader(), max_val_images)
+        whole_split = getattr(datamodule, "full_val_dataloader", datamodule.val_dataloader)
+        self.validation = _capped(whole_split(), max_val_images)
         self.calib_images = len(cast(Sized, self.calibration.dataset))
         self.val_images = len(cast(Sized, self.validation.dataset))
         if max_val_batches is not None and self.validation.batch_size:

@@ -82,6 +82,9 @@ class ImageDataModule(L.LightningDataModule):
         calib_images: training images used to re-estimate BatchNorm statistics of a subnet.
         calib_batch_size: batch size of the calibration passes.
         seed: seed of the splits and of the calibration subset.
+        epoch_val_size: validation images scored after each training epoch, the first ones of
+            the split (None: all). Scoring every validated subnet on a large split can cost
+            more than the epoch's training; a search always scores the whole split.
     """
 
     image_size: int
@@ -99,6 +102,7 @@ class ImageDataModule(L.LightningDataModule):
         calib_batch_size: int = 100,
         seed: int = 0,
         pin_memory: bool | None = None,
+        epoch_val_size: int | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -112,6 +116,7 @@ class ImageDataModule(L.LightningDataModule):
         self.calib_images = calib_images
         self.calib_batch_size = calib_batch_size
         self.seed = seed
+        self.epoch_val_size = epoch_val_size
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -164,6 +169,17 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader(self.train_set, True, self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
+        """Training's per-epoch validation: the first `epoch_val_size` images of the split."""
+        self._ready()
+        assert self.val_set is not None
+        total = len(self.val_set)  # type: ignore[arg-type]
+        if self.epoch_val_size is None or self.epoch_val_size >= total:
+            return self.full_val_dataloader()
+        return self._loader(Subset(self.val_set, range(self.epoch_val_size)), False,
+                            self.batch_size)
+
+    def full_val_dataloader(self) -> DataLoader:
+        """The whole validation split, in a fixed order: what a search scores subnets on."""
         self._ready()
         return self._loader(self.val_set, False, self.batch_size)
 

@@ -121,6 +121,33 @@ class ImageData:
     stem_stride: int = setting("stride of the supernet's stem (the supernet checks 1 or 2)")
     first_unit_stride: int = setting("stride of the first elastic unit (likewise)")
     seed: int = setting("seed of the splits and of the calibration subset", ge=0, le=MAX_SEED)
+    epoch_val_size: int | None = setting("validation images scored each epoch (null: all)", ge=1)
+
+
+def _distortion(value: Any) -> bool:
+    """`data.distortion`: a mapping of known distortion names to non-negative numbers."""
+    from supernet.data.glyph_render import Distortion
+
+    return value is None or (hasattr(value, "items") and all(
+        k in Distortion.__dataclass_fields__ and isinstance(v, (int, float))
+        and not isinstance(v, bool) and v >= 0 for k, v in value.items()))
+
+
+@dataclass
+class GlyphsData(ImageData):
+    """`data=glyphs` (the default)."""
+
+    root: str | None = setting("cache folder of the generated images")
+    image_size: int = setting("image side in pixels", ge=8)
+    num_classes: int = setting("classes: one per character of `classes`", ge=2)
+    classes: str = setting("the characters drawn, one class each")
+    fonts: list[str] | None = setting("font names or files (null: matplotlib's text fonts)")
+    strokes: list[int] = setting("extra stroke widths to draw with", ge=0)
+    train_size: int = setting("training images", ge=1)
+    val_size: int = setting("validation images", ge=1)
+    test_size: int = setting("test images", ge=1)
+    distortion: Any = setting("distortion strengths", check=_distortion,
+                              expect="a mapping of glyph_render.Distortion fields to numbers ≥ 0")
 
 
 @dataclass
@@ -194,6 +221,14 @@ class NumbersData(TextData):
     spm_type: str = setting("sentencepiece model type", choices=SENTENCEPIECE_TYPES)
     joint_vocab: bool = setting("one vocabulary for both languages")
     corpus_seed: int = setting("seed of the corpus", ge=0, le=MAX_SEED)
+
+
+@dataclass
+class NumberPhrasesData(NumbersData):
+    """`data=number_phrases` (the default of supernet=transformer)."""
+
+    kinds: dict[str, float] = setting("relative frequency of each kind of phrase", ge=0)
+    languages: list[str] = setting("target languages")
 
 
 @dataclass
@@ -331,10 +366,12 @@ class WandbLoggerConfig:
 # `_target_` (defining module path) → the schema of that option
 TRAIN_OPTIONS: dict[str, type] = {
     "lightning.pytorch.trainer.trainer.Trainer": Trainer,
+    "supernet.data.glyphs.GlyphsDataModule": GlyphsData,
     "supernet.data.digits.DigitsDataModule": DigitsData,
     "supernet.data.cifar.CIFARDataModule": CIFARData,
     "supernet.data.imagenet.ImageFolderDataModule": ImageFolderData,
     "supernet.data.translation.numbers.NumbersEnFrDataModule": NumbersData,
+    "supernet.data.translation.phrases.NumberPhrasesDataModule": NumberPhrasesData,
     "supernet.data.translation.parallel_text.ParallelTextDataModule": ParallelTextData,
     "supernet.data.translation.fairseq_bin.FairseqBinDataModule": FairseqData,
     "supernet.module.SupernetModule": ClassificationModule,

@@ -34,6 +34,7 @@ COMMON = (
     "supernet.dropout=0.0",
     "logger=none",
     "threads=1",
+    "data=digits",
     f"data._target_={HELPERS}.GlobalOrderDigits",
     "data.augment=false",
     "data.calib_images=64",

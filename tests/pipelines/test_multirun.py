@@ -67,7 +67,8 @@ def test_optuna_sweep_tunes_training_in_one_group(tmp_path: Path) -> None:
         sys.executable, "train.py", "hparams_search=supernet_optuna", "hydra.sweeper.n_trials=2",
         "hydra.sweeper.sampler.n_startup_trials=1", "supernet=mobilenetv3_tiny", "logger=none",
         "threads=1", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-        "trainer.limit_val_batches=1", "data.calib_images=64", "module.num_random_eval=0",
+        "trainer.limit_val_batches=1", "data.calib_images=64", "data.train_size=128",
+        "data.val_size=64", "data.test_size=64", "module.num_random_eval=0",
         "recipe.num_random=0", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
         f"paths.log_dir={tmp_path}",
     ]

@@ -34,7 +34,7 @@ def test_short_training_lowers_loss_and_writes_outputs(tiny_run) -> None:
 def test_checkpoint_rebuilds_identical_supernet(tiny_ckpt: Path) -> None:
     supernet, record = load_supernet(tiny_ckpt)
     assert record["space"] == "mobilenetv3"
-    assert record["data_config"]["_target_"].endswith("DigitsDataModule")
+    assert record["data_config"]["_target_"].endswith("GlyphsDataModule")
     state = read_checkpoint(tiny_ckpt)["state_dict"]
     for key, value in supernet.state_dict().items():
         assert torch.equal(value, state[f"supernet.{key}"]), key

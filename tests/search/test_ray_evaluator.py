@@ -35,7 +35,8 @@ from tests.pipelines.conftest import compose_in
 
 pytestmark = pytest.mark.slow
 
-SMALL_DATA = ("data.calib_images=128", "data.val_size=128", "data.test_size=128")
+SMALL_DATA = ("data.calib_images=128", "data.train_size=256", "data.val_size=128",
+              "data.test_size=128")
 # evolution adapts to the accuracies it sees, so a wrong or reordered result changes the table
 SEARCH = (
     "supernet=mobilenetv3_tiny", "hardware=flops", "strategy=evolution",

@@ -68,7 +68,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 def test_a_run_leaves_checkpoints_config_and_metrics(tiny_checkpoint: tuple[Path, Path]) -> None:
     run = tiny_checkpoint[0].parents[1]
     assert list((run / "checkpoints").glob("best-*.ckpt"))
-    assert "NumbersEnFr" not in (run / "config_resolved.yaml").read_text()  # data= was honoured
+    assert "NumberPhrases" not in (run / "config_resolved.yaml").read_text()  # data= was honoured
     header = next(run.glob("csv/version_*/metrics.csv")).read_text().splitlines()[0].split(",")
     assert {"val/bleu_max", "val/bleu_min", "val/loss_max", "val/loss_min"} <= set(header)
 

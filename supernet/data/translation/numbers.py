@@ -73,6 +73,9 @@ class NumbersEnFrDataModule(TranslationDataModule):
         **kwargs: batching and length settings (see `TranslationDataModule`).
     """
 
+    cache_name = "numbers_en_fr"  # the corpus' folder under `root`
+    sides = ("en", "fr")  # file suffixes of the source and target sentences
+
     def __init__(
         self,
         root: str | None = None,
@@ -98,36 +101,48 @@ class NumbersEnFrDataModule(TranslationDataModule):
     def _describe(self) -> str:
         return "the number corpus (numbers_en_fr)"
 
+    def _corpus_settings(self) -> dict:
+        """What shapes the sentences (the vocabulary settings come on top)."""
+        return {"sizes": self.sizes, "max_digits": self.max_digits, "seed": self.corpus_seed}
+
+    def _generate(self) -> dict[str, tuple[list[str], list[str]]]:
+        """The three splits as (source, target) sentence lists, disjoint sets of numbers."""
+        numbers = sample_numbers(sum(self.sizes.values()), self.max_digits, self.corpus_seed)
+        splits, start = {}, 0
+        for split in ("test", "valid", "train"):
+            splits[split] = number_pairs(numbers[start : start + self.sizes[split]])
+            start += self.sizes[split]
+        return splits
+
     def _settings(self, with_vocab: bool) -> dict:
-        settings = {"sizes": self.sizes, "max_digits": self.max_digits, "seed": self.corpus_seed}
+        settings = self._corpus_settings()
         if with_vocab:
             settings.update(vocab_size=self.vocab_size, spm_type=self.spm_type)
             settings.update(joint_vocab=self.joint_vocab)
         return json.loads(json.dumps(settings, sort_keys=True))
 
     def _corpus(self) -> dict[str, tuple[list[str], list[str]]]:
-        """The three splits as (English, French) sentence lists, cached under `root`."""
-        cache = None if self.root is None else self.root / "numbers_en_fr"
+        """The three splits as (source, target) sentence lists, cached under `root`."""
+        cache = None if self.root is None else self.root / self.cache_name
         if cache is not None and _marker(cache / "corpus.json") == self._settings(False):
-            return {s: (_lines(cache / f"{s}.en"), _lines(cache / f"{s}.fr")) for s in SPLITS}
-        numbers = sample_numbers(sum(self.sizes.values()), self.max_digits, self.corpus_seed)
-        splits, start = {}, 0
-        for split in ("test", "valid", "train"):
-            splits[split] = number_pairs(numbers[start : start + self.sizes[split]])
-            start += self.sizes[split]
+            src, tgt = self.sides
+            return {s: (_lines(cache / f"{s}.{src}"), _lines(cache / f"{s}.{tgt}"))
+                    for s in SPLITS}
+        splits = self._generate()
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
-            for split, (en, fr) in splits.items():
-                (cache / f"{split}.en").write_text("\n".join(en) + "\n", encoding="utf-8")
-                (cache / f"{split}.fr").write_text("\n".join(fr) + "\n", encoding="utf-8")
+            for split, texts in splits.items():
+                for side, lines in zip(self.sides, texts, strict=True):
+                    text = "\n".join(lines) + "\n"
+                    (cache / f"{split}.{side}").write_text(text, encoding="utf-8")
             (cache / "corpus.json").write_text(json.dumps(self._settings(False)))
-            log.info("wrote the number corpus to %s", cache)
+            log.info("wrote %s to %s", self._describe(), cache)
         return splits
 
     def _vocabulary(self, train: tuple[list[str], list[str]]) -> tuple[Vocabulary, Vocabulary]:
         """Sentencepiece vocabularies of the training split (joint or per side), cached."""
-        names = ("joint", "joint") if self.joint_vocab else ("en", "fr")
-        cache = None if self.root is None else self.root / "numbers_en_fr"
+        names = ("joint", "joint") if self.joint_vocab else self.sides
+        cache = None if self.root is None else self.root / self.cache_name
         if cache is not None and _marker(cache / "spm.json") == self._settings(True):
             src, tgt = ((cache / f"spm.{n}.model").read_bytes() for n in names)
             return Vocabulary.from_sentencepiece(src), Vocabulary.from_sentencepiece(tgt)
