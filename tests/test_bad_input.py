@@ -177,7 +177,10 @@ CASES = [
     case("train", "data.batch_size=0", says="data.batch_size=0: expected an integer ≥ 1"),
     case("train", "data.num_workers=-1", says="data.num_workers=-1"),
     case("train", "data.calib_images=abc", says="data.calib_images=abc"),
-    case("train", "data.augment=sometimes", says="data.augment=sometimes: expected true"),
+    case("train", "data.pin_memory=sometimes", says="data.pin_memory=sometimes: expected true"),
+    case("train", "data.distortion.rotation=-3", says="data.distortion="),
+    case("train_bare", "data=digits", "data.augment=sometimes",
+         says="data.augment=sometimes: expected true"),
     case("train", "module.optimizer.lr=-1", says="module.optimizer.lr=-1: expected a number ≥ 0"),
     case("train", "module.label_smoothing=1.5", says="module.label_smoothing=1.5"),
     case("train", "recipe.num_random=-1", says="recipe.num_random=-1: expected an integer ≥ 0"),
@@ -381,14 +384,13 @@ def place_empty_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-
 @pytest.fixture(scope="session")
-def placenumber_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def place_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return number_corpus(tmp_path_factory.mktemp("text") / "corpus")
 
 
 @pytest.fixture(scope="session")
-def place_longnumber_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def place_long_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A corpus whose test split has one sentence longer than max_positions."""
     corpus = number_corpus(tmp_path_factory.mktemp("long") / "corpus")
     with (corpus / "test.en").open("a") as f:

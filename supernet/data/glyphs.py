@@ -11,6 +11,7 @@ reads a stale one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -39,6 +40,14 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 FORMAT = 1  # bump when the generator changes what a setting produces
+
+
+@functools.lru_cache(maxsize=2)
+def _templates(fonts: tuple[str, ...], classes: str, strokes: tuple[int, ...], canvas: int,
+               glyph_height: float) -> torch.Tensor:
+    """The clean glyphs, drawn once per process (seconds) and shared by every split and every
+    datamodule with the same fonts, classes and strokes; callers index it, never write it."""
+    return render_templates(fonts, classes, strokes, canvas, glyph_height)
 
 
 class GlyphsDataModule(ImageDataModule):
@@ -117,8 +126,8 @@ class GlyphsDataModule(ImageDataModule):
 
     def generate(self) -> dict[str, np.ndarray]:
         """Render every split: `{split}_images` (uint8) and `{split}_labels` arrays."""
-        templates = render_templates(
-            self.fonts, self.classes, self.strokes, TEMPLATE_SCALE * self.image_size,
+        templates = _templates(
+            tuple(self.fonts), self.classes, self.strokes, TEMPLATE_SCALE * self.image_size,
             self.distortion.glyph_height,
         )
         arrays: dict[str, np.ndarray] = {}

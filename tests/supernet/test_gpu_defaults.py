@@ -34,7 +34,8 @@ def test_trainer_gpu_is_bf16_and_autotuned(make_cfg) -> None:
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
     assert cfg.trainer.benchmark is True and cfg.module.channels_last is True
     assert cfg.data.pin_memory is None and cfg.data.num_workers is None
-    assert cfg.data.batch_augment is None
+    digits = make_cfg("train", "trainer=gpu", "data=digits")  # augments: on the GPU by default
+    assert digits.data.batch_augment is None and digits.data.num_workers is None
 
 
 def test_trainer_gpu_without_cuda_is_one_clear_error(make_cfg, monkeypatch) -> None:
