@@ -86,6 +86,16 @@ def check_resume(cfg: DictConfig, ckpt_path: str, trusted: bool = False) -> None
                     cfg.trainer.get("max_epochs"))  # fmt: skip
 
 
+def warn_unfinished_phases(recipe: Any, max_epochs: int | None) -> None:
+    """A phased recipe (progressive shrinking) whose phases outlast `trainer.max_epochs` stops
+    in an early phase: say so, since the smaller subnets are then never trained."""
+    total = getattr(recipe, "total_epochs", None)
+    if total is None or max_epochs is None or max_epochs < 0 or max_epochs >= total:
+        return
+    log.warning("the recipe's phases take %d epochs but trainer.max_epochs=%d: the later "
+                "phases will not run (set trainer.max_epochs=%d)", total, max_epochs, total)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train a supernet as configured; return the final logged metrics."""
     validate_train(cfg)  # values, GPU, output directory: before any work
@@ -104,10 +114,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if init_from:
         init_from_checkpoint(supernet, init_from, trusted=trusted)
     data_config = OmegaConf.to_container(cfg.data, resolve=True)
+    recipe = instantiate(cfg.recipe)
+    warn_unfinished_phases(recipe, cfg.trainer.get("max_epochs"))
     module = instantiate(
         cfg.module,
         supernet=supernet,
-        recipe=instantiate(cfg.recipe),
+        recipe=recipe,
         **getattr(datamodule, "module_kwargs", dict)(),
     )
     module.data_config = data_config  # not through instantiate: it would build the datamodule
