@@ -74,7 +74,7 @@ class GlyphsDataModule(ImageDataModule):
         image_size: int = 24,
         num_classes: int = len(DEFAULT_CLASSES),
         channels: int = 1,
-        resolutions: Sequence[int] = (16, 20, 24),
+        resolutions: Sequence[int] = (12, 16, 20, 24),
         classes: str = DEFAULT_CLASSES,
         fonts: Sequence[str] | None = None,
         strokes: Sequence[int] = (0, 1, 2, 3),
