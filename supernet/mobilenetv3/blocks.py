@@ -22,7 +22,7 @@ from supernet.ops.elastic_batchnorm import (
 from supernet.ops.elastic_depthwise import Chain, ElasticDepthwiseConv2d
 from supernet.ops.elastic_pointwise import ElasticPointwiseConv2d
 from supernet.ops.elastic_se import ElasticSqueezeExcite, excite
-from supernet.ops.shared_slices import Index, Region, region, take
+from supernet.ops.shared_slices import Index, Mapped, Region, region, take
 
 ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -38,13 +38,14 @@ def _after_load(module: ElasticMBConv, incompatible: object) -> None:
 
 
 class BlockPlan(NamedTuple):
-    """The active subnet's view of a block: stored weights, their slices, kernel transforms,
-    and per BatchNorm the leading slices of its running statistics (None for a BatchNorm
-    without them, which takes the general path)."""
+    """The active subnet's view of a block: stored weights, their slices, kernel transforms
+    (and the active kernel's shape), and per BatchNorm the leading slices of its running
+    statistics (None for a BatchNorm without them, which takes the general path)."""
 
     weights: list[torch.Tensor]
     regions: list[Region | None]
     chain: Chain
+    kernel_shape: tuple[int, ...]
     norms: tuple[nn.BatchNorm2d, ...]
     stats: tuple[tuple[torch.Tensor, torch.Tensor] | None, ...]
     stride: int
@@ -72,8 +73,9 @@ class ElasticMBConv(nn.Module):
     Two ways to run it: `forward(x)` lets each elastic op slice its own weights (the
     reference), `forward(x, weights)` runs the same computation functionally on weights the
     supernet has taken for all its blocks at once (the `plan()` of each: stored weights and
-    their slices, worked out once per kernel and width; then `prepare`); without gradients the
-    prepared weights are cached until the arch or a weight changes (`cached_weights`).
+    their slices, worked out once per kernel and width; `mapped` adds the kernel transform);
+    without gradients the taken weights are cached until the arch or a weight changes
+    (`cached_weights`).
 
     Args:
         layout: widths, stride, activation and SE of the block.
@@ -158,7 +160,11 @@ class ElasticMBConv(nn.Module):
         widths = (self.active_hidden, self.active_hidden, self.layout.out_channels)
         stats = tuple(_norm_stats(bn, c) for bn, c in zip(norms, widths, strict=True))
         chain = self.depthwise.transform_chain()
-        plan = BlockPlan(weights, regions, chain, norms, stats, self.layout.stride)
+        k = self.depthwise.active_kernel
+        plan = BlockPlan(
+            weights, regions, chain, (self.active_hidden, 1, k, k), norms, stats,
+            self.layout.stride,
+        )  # fmt: skip
         self._plans[(self.depthwise.active_kernel, self.active_hidden)] = plan
         return plan
 
@@ -168,28 +174,25 @@ class ElasticMBConv(nn.Module):
         self._cache = None
         self._plan = self._make_plan()
 
-    def prepare(
-        self, taken: list[torch.Tensor], matrix: torch.Tensor | None | str = "compute"
-    ) -> list[torch.Tensor]:
-        """Taken slices → the weights `run` uses (the stored kernels become the active ones).
+    def mapped(self, matrix: torch.Tensor | None | str = "compute") -> dict[int, Mapped]:
+        """How `take` derives the active depthwise kernel from the stored one (none at 7×7).
 
         `matrix`: the depthwise `kernel_matrix()`, when the caller computed it already.
         """
         if isinstance(matrix, str):
             matrix = self.depthwise.kernel_matrix(self._plan.chain)
-        taken[DEPTHWISE] = self.depthwise.kernel_from(taken[DEPTHWISE], matrix)
-        return taken
+        return {} if matrix is None else {DEPTHWISE: Mapped(matrix, self._plan.kernel_shape)}
 
     def active_weights(self) -> list[torch.Tensor]:
         """This block's weights for `run`, taken on their own (one graph node)."""
-        return self.prepare(take(self._plan.weights, self._plan.regions))
+        return take(self._plan.weights, self._plan.regions, self.mapped())
 
     def _weights_version(self) -> tuple[int, ...]:
         stored = [*self._plan.weights, *(t for _, _, t in self._plan.chain)]
         return (*(p._version for p in stored), stored[0].data_ptr())
 
     def cached_weights(self) -> list[torch.Tensor]:
-        """The prepared weights, computed once per arch while no weight changes (no grad).
+        """The taken weights, computed once per arch while no weight changes (no grad).
 
         Changes are seen through the weights' version counters (optimizer steps,
         `load_state_dict`, `copy_`) and their storage (`.to`); writes through `.data` are not:

@@ -16,7 +16,7 @@ from torch import nn
 
 from supernet.calibration import resize
 from supernet.errors import ConfigError
-from supernet.mobilenetv3.blocks import BlockPlan, ElasticMBConv
+from supernet.mobilenetv3.blocks import DEPTHWISE, BlockPlan, ElasticMBConv
 from supernet.mobilenetv3.cost import mobilenetv3_cost
 from supernet.mobilenetv3.layout import build_layout
 from supernet.mobilenetv3.parts import LatencyPart, mobilenetv3_parts
@@ -30,7 +30,7 @@ from supernet.mobilenetv3.static import (
 )
 from supernet.ops.elastic_batchnorm import count_batches
 from supernet.ops.elastic_depthwise import kernel_matrices
-from supernet.ops.shared_slices import take
+from supernet.ops.shared_slices import Mapped, take
 from supernet.protocol import SubnetVerbs
 from supernet.space import Arch
 
@@ -198,16 +198,24 @@ class MobileNetV3Supernet(SubnetVerbs, nn.Module):
         return self.head(x)
 
     def _taken_weights(self, plans: list[BlockPlan]) -> list[list[torch.Tensor]]:
-        """Every active block's weights for `ElasticMBConv.run`, sliced in one graph node."""
+        """Every active block's weights for `ElasticMBConv.run`, sliced (and the depthwise
+        kernels transformed) in one graph node."""
+        matrices = kernel_matrices([plan.chain for plan in plans])
+        mapped: dict[int, Mapped] = {}
+        start = 0
+        for plan, matrix in zip(plans, matrices, strict=True):
+            if matrix is not None:
+                mapped[start + DEPTHWISE] = Mapped(matrix, plan.kernel_shape)
+            start += len(plan.weights)
         taken = take(
             [w for plan in plans for w in plan.weights],
             [r for plan in plans for r in plan.regions],
+            mapped,
         )
-        matrices = kernel_matrices([plan.chain for plan in plans])
         out, start = [], 0
-        for block, plan, matrix in zip(self._active_blocks, plans, matrices, strict=True):
+        for plan in plans:
             n = len(plan.weights)
-            out.append(block.prepare(taken[start : start + n], matrix))
+            out.append(taken[start : start + n])
             start += n
         return out
 

@@ -60,13 +60,12 @@ class ElasticDepthwiseConv2d(nn.Module):
         self.active_kernel = kernel_size
 
     def weight_index(self, channels: int) -> tuple[slice, ...] | None:
-        """What the active kernel is made from: the first `channels` of the stored kernels,
-        cropped to the centre the first transform reads (None: the whole weight)."""
-        sizes = self.transform_sizes()
-        if not sizes:
-            return None if channels == self.channels else (slice(0, channels),)
-        crop = slice((self.max_kernel - sizes[0]) // 2, (self.max_kernel + sizes[0]) // 2)
-        return (slice(0, channels), slice(None), crop, crop)
+        """The stored kernels the active one is made from: the first `channels` (None: all).
+
+        Whole stored kernels, not their centre: the transform matrix reads the centre itself
+        (`kernel_matrix`), so the slice stays contiguous and is never copied.
+        """
+        return None if channels == self.channels else (slice(0, channels),)
 
     def transform_sizes(self) -> list[int]:
         """Kernel sizes the active kernel passes through below the stored one (7 → 5 → 3)."""
@@ -81,19 +80,19 @@ class ElasticDepthwiseConv2d(nn.Module):
         return tuple(chain)
 
     def kernel_matrix(self, chain: Chain | None = None) -> torch.Tensor | None:
-        """`P` with `vec(active kernel) = P @ vec(crop)` (None for the stored size), where
-        `crop = weight[weight_index(c)]` is the centre the first transform reads.
+        """`P` with `vec(active kernel) = P @ vec(stored kernel)` (None for the stored size).
 
-        The chain "centre crop, then transform" of the later steps is one linear map of that
-        crop, so it is composed once over the small matrices and applied to all channels in a
-        single product: `P = T_first`, then `P ← T_src→dst @ P[centre rows]`.
+        The chain "centre crop, then transform" of every step is one linear map of the stored
+        kernel, so it is composed once over the small matrices and applied to all channels in
+        a single product: `P = T_first`, then `P ← T_src→dst @ P[centre rows]`, and last `P`'s
+        columns spread over the stored kernel's centre (zero elsewhere).
         """
         return kernel_matrices([self.transform_chain() if chain is None else chain])[0]
 
     def kernel_from(
         self, stored: torch.Tensor, matrix: torch.Tensor | None | str = "compute"
     ) -> torch.Tensor:
-        """The active kernel of every channel in `stored` (leading channels of `weight`).
+        """The active kernel of every channel in `stored` (whole leading kernels of `weight`).
 
         `matrix`: this conv's `kernel_matrix()` when the caller has it (`kernel_matrices`).
         """
@@ -155,6 +154,9 @@ def kernel_matrices(chains: Sequence[Chain]) -> list[torch.Tensor | None]:
             else:
                 matrix = t @ matrix.index_select(-2, _centre(src, dst, t.device))
         assert matrix is not None
+        stored, first = chains[members[0]][0][:2]
+        spread = matrix.new_zeros((*matrix.shape[:-1], stored * stored))
+        matrix = spread.index_copy(-1, _centre(stored, first, matrix.device), matrix)
         parts = matrix.unbind(0) if len(members) > 1 else (matrix,)
         for i, m in zip(members, parts, strict=True):
             out[i] = m

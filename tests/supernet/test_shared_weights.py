@@ -17,7 +17,7 @@ from torch import nn
 
 from supernet.mobilenetv3 import MobileNetV3Supernet
 from supernet.ops.elastic_depthwise import ElasticDepthwiseConv2d, kernel_matrices
-from supernet.ops.shared_slices import region, take
+from supernet.ops.shared_slices import Mapped, region, take
 from tests.supernet.test_mobilenetv3 import TINY, scramble
 
 
@@ -137,6 +137,31 @@ def test_take_matches_plain_slicing() -> None:
         torch.testing.assert_close(b.grad[:3], torch.full((3,), float(step + 1)))
         assert b.grad[3:].eq(0).all()
         assert w.grad.stride() == w.stride()
+
+
+@pytest.mark.parametrize("crop", [False, True], ids=["leading-rows", "centre-crop"])
+def test_mapped_slices_equal_plain_products(crop: bool) -> None:
+    """A `Mapped` slice (rows times a matrix, in the slice node) has the values and gradients,
+    for the weight and the matrix, of slicing and multiplying op by op."""
+    torch.manual_seed(0)
+    w = torch.randn(6, 1, 7, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    index = (slice(0, 4), slice(None), slice(1, 6), slice(1, 6)) if crop else (slice(0, 4),)
+    width = 25 if crop else 49
+    m = torch.randn(9, width, requires_grad=True)
+    w_ref, m_ref = w.detach().clone().requires_grad_(), m.detach().clone().requires_grad_()
+    target = torch.randn(4, 1, 3, 3)
+    for _ in range(2):  # first .grad is None, then it exists
+        (kernel,) = take([w], [region(w, index)], {0: Mapped(m, (4, 1, 3, 3))})
+        ref = (w_ref[index].reshape(4, -1) @ m_ref.t()).view(4, 1, 3, 3)
+        torch.testing.assert_close(kernel, ref)
+        (kernel * target).sum().backward()
+        (ref * target).sum().backward()
+        torch.testing.assert_close(w.grad, w_ref.grad)
+        torch.testing.assert_close(m.grad, m_ref.grad)
+    assert w.grad is not None and w.grad.stride() == w.stride()
+    with torch.no_grad():
+        (plain,) = take([w], [region(w, index)], {0: Mapped(m, (4, 1, 3, 3))})
+    torch.testing.assert_close(plain, ref.detach())
 
 
 def test_take_leaves_grad_alone_under_autograd_grad_and_with_hooks() -> None:
