@@ -6,6 +6,7 @@ elastic op slicing its own weights), in training and eval mode, whether `.grad` 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import pickle
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from supernet.mobilenetv3 import MobileNetV3Supernet
 from supernet.ops.elastic_depthwise import ElasticDepthwiseConv2d, kernel_matrices
@@ -246,3 +248,41 @@ def test_take_with_a_frozen_weight() -> None:
     a, b = take([frozen, trained], [region(frozen, (slice(0, 2),)), r])
     (a.sum() + b.sum()).backward()
     assert frozen.grad is None and trained.grad[:2].eq(1).all() and trained.grad[2:].eq(0).all()
+
+
+class _CountWrites(TorchDispatchMode):
+    """Counts dispatched operations that write memory (all but views): kernel launches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        schema = func._schema
+        view = not schema.is_mutable and any(r.alias_info is not None for r in schema.returns)
+        self.count += not view
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_training_step_launches_no_more_operations_than_the_static_export() -> None:
+    """The GPU path is launch-bound: with the subnet active, a training step of OFA's supernet
+    (slices, kernel transforms, gradients into the shared weights) dispatches no more
+    memory-writing operations than the same step of the exported static subnet."""
+    torch.manual_seed(0)
+    net = MobileNetV3Supernet(num_classes=1000, resolutions=(32,)).train()
+    net.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (2,))
+    rng = np.random.default_rng(0)
+    for arch in (net.space.smallest(), net.space.sample(rng), net.space.sample(rng)):
+        static = net.export_subnet(arch).train().to(memory_format=torch.channels_last)
+        counts = []
+        for model in (net, static):
+            for counting in (False, True):  # the first step creates .grad; count the second
+                mode = _CountWrites()
+                with mode if counting else contextlib.nullcontext():
+                    if model is net:
+                        net.set_active(arch)
+                    F.cross_entropy(model(x), y).backward()
+            counts.append(mode.count)
+        assert counts[0] <= counts[1], (dict(arch), counts)
