@@ -29,12 +29,13 @@ from supernet.mobilenetv3.static import (
     init_weights,
 )
 from supernet.ops.elastic_batchnorm import count_batches
-from supernet.ops.elastic_depthwise import kernel_matrices
-from supernet.ops.shared_slices import Mapped, take
+from supernet.ops.elastic_depthwise import KernelTransforms
+from supernet.ops.shared_slices import Slices
 from supernet.protocol import SubnetVerbs
 from supernet.space import Arch
 
 KNOWN_ARCHS = 4096  # validated archs remembered by `set_active`
+KNOWN_SLICES = 16  # subnets whose slice layout is kept (a sandwich step trains 4)
 
 
 def _choices(name: str, values: Sequence[int], odd: bool = False) -> list[int]:
@@ -44,6 +45,10 @@ def _choices(name: str, values: Sequence[int], odd: bool = False) -> list[int]:
     if odd and any(v % 2 == 0 for v in out):
         raise ConfigError(f"supernet.{name} must be odd, got {list(values)}")
     return out
+
+
+def _forget_slices(module: MobileNetV3Supernet, incompatible: object) -> None:
+    module._slices_by_arch.clear()  # load_state_dict(assign=True) may have replaced weights
 
 
 class MobileNetV3Supernet(SubnetVerbs, nn.Module):
@@ -143,6 +148,8 @@ class MobileNetV3Supernet(SubnetVerbs, nn.Module):
             for b, block in enumerate(cast(Iterable[ElasticMBConv], unit), start=1)
         ]
         self._known_archs: dict[str, Arch] = {}
+        self._slices_by_arch: dict[str, tuple[tuple[BlockPlan, ...], Slices]] = {}
+        self.register_load_state_dict_post_hook(_forget_slices)
         self._active_blocks: list[ElasticMBConv] = []
         self.active_arch: Arch = self.space.largest()
         self.set_max()
@@ -200,24 +207,50 @@ class MobileNetV3Supernet(SubnetVerbs, nn.Module):
     def _taken_weights(self, plans: list[BlockPlan]) -> list[list[torch.Tensor]]:
         """Every active block's weights for `ElasticMBConv.run`, sliced (and the depthwise
         kernels transformed) in one graph node."""
-        matrices = kernel_matrices([plan.chain for plan in plans])
-        mapped: dict[int, Mapped] = {}
-        start = 0
-        for plan, matrix in zip(plans, matrices, strict=True):
-            if matrix is not None:
-                mapped[start + DEPTHWISE] = Mapped(matrix, plan.kernel_shape)
-            start += len(plan.weights)
-        taken = take(
-            [w for plan in plans for w in plan.weights],
-            [r for plan in plans for r in plan.regions],
-            mapped,
-        )
+        taken = self._slices(plans).take()
         out, start = [], 0
         for plan in plans:
             n = len(plan.weights)
             out.append(taken[start : start + n])
             start += n
         return out
+
+    def _slices(self, plans: list[BlockPlan]) -> Slices:
+        """The `Slices` of the active subnet, laid out once per subnet (a training step comes
+        back to the same few subnets) and again when a block's plan was replaced."""
+        key = self.active_arch.arch_id
+        known = self._slices_by_arch.get(key)
+        if (
+            known is not None
+            and len(known[0]) == len(plans)
+            and all(a is b for a, b in zip(known[0], plans, strict=True))
+        ):
+            return known[1]
+        if len(self._slices_by_arch) >= KNOWN_SLICES:
+            self._slices_by_arch.clear()
+        mapped, start = {}, 0
+        for plan in plans:
+            if plan.chain:
+                mapped[start + DEPTHWISE] = plan.kernel_shape
+            start += len(plan.weights)
+        slices = Slices(
+            [w for plan in plans for w in plan.weights],
+            [r for plan in plans for r in plan.regions],
+            mapped,
+            KernelTransforms([plan.chain for plan in plans if plan.chain]),
+        )
+        self._slices_by_arch[key] = (tuple(plans), slices)
+        return slices
+
+    def _apply(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        out = super()._apply(*args, **kwargs)
+        self._slices_by_arch.clear()  # .to / .half: the layouts hold the old weights
+        return out
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # slice layouts are rebuilt, not pickled
+        state["_slices_by_arch"] = {}
+        return state
 
     @torch.no_grad()
     def export_subnet(self, arch: Mapping[str, Any] | None = None) -> MobileNetV3Net:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from supernet.ops.shared_slices import mapped_product
 
 Chain = tuple[tuple[int, int, torch.Tensor], ...]  # (src size, dst size, transform) per step
 
@@ -101,7 +104,7 @@ class ElasticDepthwiseConv2d(nn.Module):
         if matrix is None:
             return stored
         k, channels = self.active_kernel, stored.shape[0]
-        return F.linear(stored.reshape(channels, -1), matrix).view(channels, 1, k, k)
+        return mapped_product(stored.reshape(channels, -1), matrix).reshape(channels, 1, k, k)
 
     def active_weight(self, channels: int) -> torch.Tensor:
         """The `(channels, 1, k, k)` kernel of the active size for the first `channels`."""
@@ -161,6 +164,86 @@ def kernel_matrices(chains: Sequence[Chain]) -> list[torch.Tensor | None]:
         for i, m in zip(members, parts, strict=True):
             out[i] = m
     return out
+
+
+class KernelTransforms:
+    """The kernel matrices of many depthwise convs, as the slice node's `MatrixSource`.
+
+    The same composition as `kernel_matrices`, run inside the node without autograd, and its
+    gradient worked out by hand (per step `P = T @ C`, with `C` the centre rows of the previous
+    `P`: `dT = dP @ C.T`, `dC = T.T @ dP`): a training step pays a few batched products for its
+    kernel transforms and no graph nodes for them.
+
+    Args:
+        chains: one non-empty transform chain per mapped slice, in the slices' order.
+    """
+
+    def __init__(self, chains: Sequence[Chain]) -> None:
+        inputs: list[torch.Tensor] = []
+        position: dict[int, int] = {}
+
+        def index(t: torch.Tensor) -> int:
+            if id(t) not in position:
+                position[id(t)] = len(inputs)
+                inputs.append(t)
+            return position[id(t)]
+
+        groups: dict[tuple[tuple[int, int], ...], list[int]] = {}
+        for k, chain in enumerate(chains):
+            if not chain:
+                raise ValueError("a kernel transform chain has at least one step")
+            groups.setdefault(tuple((src, dst) for src, dst, _ in chain), []).append(k)
+        self.groups = [
+            (steps, members, [[index(chains[k][j][2]) for k in members] for j in range(len(steps))])
+            for steps, members in groups.items()
+        ]  # fmt: skip
+        self.inputs = tuple(inputs)
+        self.count = len(chains)
+
+    def compute(self, inputs: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], Any]:
+        out: list[torch.Tensor | None] = [None] * self.count
+        saved = []
+        for steps, members, index in self.groups:
+            ts = [torch.stack([inputs[i] for i in step]) for step in index]
+            matrix, crops = ts[0], []
+            for (src, dst), t in zip(steps[1:], ts[1:], strict=True):
+                crops.append(matrix.index_select(1, _centre(src, dst, t.device)))
+                matrix = torch.bmm(t, crops[-1])
+            stored, first = steps[0]
+            spread = matrix.new_zeros((*matrix.shape[:-1], stored * stored))
+            spread.index_copy_(2, _centre(stored, first, matrix.device), matrix)
+            for k, m in zip(members, spread.unbind(0), strict=True):
+                out[k] = m
+            saved.append((ts, crops))
+        return out, saved  # type: ignore[return-value]
+
+    def gradients(
+        self, saved: Any, grads: Sequence[torch.Tensor | None]
+    ) -> list[torch.Tensor | None]:
+        out: list[torch.Tensor | None] = [None] * len(self.inputs)
+        for (steps, members, index), (ts, crops) in zip(self.groups, saved, strict=True):
+            given = [grads[k] for k in members]
+            if all(g is None for g in given):
+                continue
+            zero = next(g for g in given if g is not None)
+            dm = torch.stack([torch.zeros_like(zero) if g is None else g for g in given])
+            stored, first = steps[0]
+            dp = dm.index_select(2, _centre(stored, first, dm.device))
+            for j in range(len(steps) - 1, 0, -1):
+                src, dst = steps[j]
+                crop = crops[j - 1]
+                _add(out, index[j], torch.bmm(dp, crop.transpose(1, 2)))
+                dcrop = torch.bmm(ts[j].transpose(1, 2), dp)
+                dp = dcrop.new_zeros((dcrop.shape[0], src * src, dcrop.shape[2]))
+                dp.index_copy_(1, _centre(src, dst, dp.device), dcrop)
+            _add(out, index[0], dp)
+        return out
+
+
+def _add(out: list[torch.Tensor | None], index: list[int], grads: torch.Tensor) -> None:
+    for i, g in zip(index, grads.unbind(0), strict=True):
+        known = out[i]
+        out[i] = g if known is None else known + g
 
 
 @cache

@@ -18,7 +18,11 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from supernet.mobilenetv3 import MobileNetV3Supernet
-from supernet.ops.elastic_depthwise import ElasticDepthwiseConv2d, kernel_matrices
+from supernet.ops.elastic_depthwise import (
+    ElasticDepthwiseConv2d,
+    KernelTransforms,
+    kernel_matrices,
+)
 from supernet.ops.shared_slices import Mapped, region, take
 from tests.supernet.test_mobilenetv3 import TINY, scramble
 
@@ -197,6 +201,51 @@ def test_batched_kernel_matrices_equal_one_by_one() -> None:
             torch.testing.assert_close(m, single)
             kernel = conv.active_weight(8)
             assert kernel.shape == (8, 1, conv.active_kernel, conv.active_kernel)
+
+
+def test_kernel_transforms_in_the_slice_node_equal_autograd() -> None:
+    """`KernelTransforms` (composed and differentiated by hand inside the slice node) gives
+    the matrices of `kernel_matrices` to the bit and the gradients autograd gives."""
+    torch.manual_seed(0)
+    convs = [ElasticDepthwiseConv2d(8, (3, 5, 7)) for _ in range(5)]
+    with torch.no_grad():
+        for conv in convs:
+            for t in conv.transform.values():
+                t.add_(0.1 * torch.randn_like(t))
+    for conv, k in zip(convs, (3, 5, 3, 5, 3), strict=True):
+        conv.set_active(k)
+    chains = [c.transform_chain() for c in convs]
+    source = KernelTransforms(chains)
+    matrices, saved = source.compute(source.inputs)
+    reference = kernel_matrices(chains)
+    for m, ref in zip(matrices, reference, strict=True):
+        assert ref is not None and torch.equal(m, ref.detach())
+    grads = [torch.randn_like(m) for m in matrices]
+    grads[1] = None  # a slice without a gradient
+    used = [(r, g) for r, g in zip(reference, grads, strict=True) if g is not None]
+    expected = torch.autograd.grad([r for r, _ in used], source.inputs, [g for _, g in used])
+    got = source.gradients(saved, grads)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e)
+
+
+def test_moved_supernet_trains_on_its_new_weights() -> None:
+    """Slice layouts are kept per subnet; after `.to(dtype)` a training step reads and writes
+    the converted weights."""
+    net = tiny_net().train()
+    arch = net.space.smallest()
+    x, y = torch.randn(2, 1, 16, 16), torch.randint(0, 5, (2,))
+    net.set_active(arch)
+    F.cross_entropy(net(x), y).backward()
+    net.zero_grad(set_to_none=True)
+    net.to(torch.float64)
+    net.set_active(arch)
+    F.cross_entropy(net(x.double()), y).backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float64 for g in grads)
+    block = net._active_blocks[0]
+    assert block.depthwise.weight.grad is not None
+    assert block.depthwise.weight.grad.abs().sum() > 0
 
 
 def test_bf16_autocast_training_step() -> None:
