@@ -17,6 +17,8 @@ One run prints, side by side:
 5. Latency modes (`search.hardware`): the latency of `--latency-subnets` subnets per mode with
    the spread over `--latency-repeats` repeats, and Kendall's tau between modes over
    `--tau-subnets` subnets.
+6. Where the time goes: `torch.profiler` over the smallest subnet's steps, supernet and static
+   export side by side, the operators whose self time differs most.
 
 On CUDA: 224-px inputs, batch 128 against 2, bf16 autocast, channels-last. On the CPU (the
 proxy for Python overhead): 64-px inputs (the smallest at which batch 1 trains: the last
@@ -43,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -221,6 +224,60 @@ def sandwich(bench: Bench, net: MobileNetV3Supernet, steps: int) -> None:
     )
 
 
+def where_time_goes(
+    bench: Bench, net: MobileNetV3Supernet, arch: Arch, steps: int
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Part 6: `torch.profiler` over `steps` accumulating steps of `arch`, supernet and static
+    export: the operators whose self time per step differs most (CPU, and the GPU on CUDA).
+
+    Returns `{"supernet" | "static": {operator: (CPU ms, GPU ms) per step}}`.
+    """
+    x, y = bench.images(bench.profile["step_batch"], bench.profile["resolution"], 1000)
+    static = net.export_subnet(arch).train().to(memory_format=torch.channels_last)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if bench.cuda else [])
+    per_step: dict[str, dict[str, tuple[float, float]]] = {}
+    for name, model, active in (("supernet", net, arch), ("static", static, None)):
+        run = step(bench, model, x, y, active, fresh=False)
+        for _ in range(3):
+            run()
+        bench.sync()
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                run()
+            bench.sync()
+        per_step[name] = {
+            e.key: (e.self_cpu_time_total / steps / 1e3, _device_time(e) / steps / 1e3)
+            for e in prof.key_averages()
+        }
+    sup, st = per_step["supernet"], per_step["static"]
+    zero = (0.0, 0.0)
+    totals = {k: tuple(sum(v[i] for v in d.values()) for i in (0, 1)) for k, d in per_step.items()}
+    print(
+        f"\n[6] where the time goes: {steps} steps of the smallest subnet under torch.profiler, "
+        "self time per step (ms), largest differences first"
+    )
+    device = " | GPU: supernet  static" if bench.cuda else ""
+    print(f"{'operator':<44} CPU: supernet  static   diff{device}")
+    keys = sorted(set(sup) | set(st), key=lambda k: -abs(sup.get(k, zero)[0] - st.get(k, zero)[0]))
+    for key in [*keys[:14], "total"]:
+        a, b = (totals["supernet"], totals["static"]) if key == "total" else (
+            sup.get(key, zero), st.get(key, zero)
+        )  # fmt: skip
+        gpu = f" | {a[1]:>13.3f} {b[1]:>7.3f}" if bench.cuda else ""
+        print(f"{key[:44]:<44} {a[0]:>13.3f} {b[0]:>7.3f} {a[0] - b[0]:>+6.3f}{gpu}")
+    print("(profiler overhead inflates small operators; the timings of part 1 are the figures)")
+    return per_step
+
+
+def _device_time(event: object) -> float:
+    """Self GPU time in microseconds (the attribute's name changed across torch versions)."""
+    for name in ("self_device_time_total", "self_cuda_time_total"):
+        value = getattr(event, name, None)
+        if value is not None:
+            return float(value)
+    return 0.0
+
+
 def transformer(bench: Bench, repeats: int) -> None:
     """Part 4: Transformer supernet train step against its exported SubTransformer, tokens/s."""
     torch.manual_seed(0)
@@ -263,6 +320,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, help="override the profile's input size")
     parser.add_argument("--batch", type=int, help="override the profile's large batch")
     parser.add_argument("--skip", default="", help="parts to skip, e.g. 3,4,5")
+    parser.add_argument("--profile-steps", type=int, default=20, help="steps profiled in part 6")
     add_arguments(parser)
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -300,6 +358,8 @@ def main() -> None:
         transformer(bench, args.repeats)
     if "5" not in skip:
         latency_modes(bench.device, net, args)
+    if "6" not in skip:
+        where_time_goes(bench, net, archs["smallest"], args.profile_steps)
     print(f"\nload_avg_1min after: {os.getloadavg()[0]:.1f}")
     print(
         f"largest ratio {ratios['largest']:.3f} (GPU target <= 1.05), smallest "
