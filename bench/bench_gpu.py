@@ -28,7 +28,7 @@ is not what this measures). Timings alternate between the contenders; figures ar
 ratios the median of paired ratios; `best` is the ratio of the fastest runs, which a shared
 machine's bursts of load move least. The last line is the random-subnet step ratio.
 
-    python bench/bench_gpu.py [--device cuda|cpu] [--random 5] [--repeats 10] [--quick]
+    python bench/bench_gpu.py [--device cuda|cpu] [--random 5] [--repeats 10] [--skip 3,4]
 """
 
 from __future__ import annotations
