@@ -136,32 +136,17 @@ class ElasticDepthwiseConv2d(nn.Module):
 
 
 def kernel_matrices(chains: Sequence[Chain]) -> list[torch.Tensor | None]:
-    """`kernel_matrix()` for each transform chain, batched over chains of the same steps.
+    """`kernel_matrix()` for each transform chain (None for an empty one), with autograd.
 
-    The transforms of a group are stacked and composed at once, so a network pays a few
-    launches for its kernel transforms instead of a few per layer.
+    Chains of the same steps are stacked and composed at once (`KernelTransforms.compute`),
+    so a network pays a few launches for its kernel transforms instead of a few per layer.
     """
     out: list[torch.Tensor | None] = [None] * len(chains)
-    groups: dict[tuple[tuple[int, int], ...], list[int]] = {}
-    for i, chain in enumerate(chains):
-        if chain:
-            groups.setdefault(tuple((src, dst) for src, dst, _ in chain), []).append(i)
-    for steps, members in groups.items():
-        matrix: torch.Tensor | None = None
-        for j, (src, dst) in enumerate(steps):
-            t = chains[members[0]][j][2]
-            if len(members) > 1:
-                t = torch.stack([chains[i][j][2] for i in members])
-            if matrix is None:
-                matrix = t
-            else:
-                matrix = t @ matrix.index_select(-2, _centre(src, dst, t.device))
-        assert matrix is not None
-        stored, first = chains[members[0]][0][:2]
-        spread = matrix.new_zeros((*matrix.shape[:-1], stored * stored))
-        matrix = spread.index_copy(-1, _centre(stored, first, matrix.device), matrix)
-        parts = matrix.unbind(0) if len(members) > 1 else (matrix,)
-        for i, m in zip(members, parts, strict=True):
+    used = [i for i, chain in enumerate(chains) if chain]
+    if used:
+        source = KernelTransforms([chains[i] for i in used])
+        matrices, _ = source.compute(source.inputs)
+        for i, m in zip(used, matrices, strict=True):
             out[i] = m
     return out
 
@@ -169,9 +154,10 @@ def kernel_matrices(chains: Sequence[Chain]) -> list[torch.Tensor | None]:
 class KernelTransforms:
     """The kernel matrices of many depthwise convs, as the slice node's `MatrixSource`.
 
-    The same composition as `kernel_matrices`, run inside the node without autograd, and its
-    gradient worked out by hand (per step `P = T @ C`, with `C` the centre rows of the previous
-    `P`: `dT = dP @ C.T`, `dC = T.T @ dP`): a training step pays a few batched products for its
+    `compute` composes the matrices, chains of the same steps stacked (with autograd where it
+    is on: `kernel_matrices`); inside the slice node it runs without, and `gradients` works the
+    gradient out by hand (per step `P = T @ C`, with `C` the centre rows of the previous `P`:
+    `dT = dP @ C.T`, `dC = T.T @ dP`): a training step pays a few batched products for its
     kernel transforms and no graph nodes for them.
 
     Args:
@@ -211,7 +197,7 @@ class KernelTransforms:
                 matrix = torch.bmm(t, crops[-1])
             stored, first = steps[0]
             spread = matrix.new_zeros((*matrix.shape[:-1], stored * stored))
-            spread.index_copy_(2, _centre(stored, first, matrix.device), matrix)
+            spread = spread.index_copy(2, _centre(stored, first, matrix.device), matrix)
             for k, m in zip(members, spread.unbind(0), strict=True):
                 out[k] = m
             saved.append((ts, crops))

@@ -23,7 +23,7 @@ from supernet.ops.elastic_depthwise import (
     KernelTransforms,
     kernel_matrices,
 )
-from supernet.ops.shared_slices import Mapped, region, take
+from supernet.ops.shared_slices import Mapped, mapped_product, region, take
 from tests.supernet.test_mobilenetv3 import TINY, scramble
 
 
@@ -203,9 +203,20 @@ def test_batched_kernel_matrices_equal_one_by_one() -> None:
             assert kernel.shape == (8, 1, conv.active_kernel, conv.active_kernel)
 
 
+def _kernel_op_by_op(conv: ElasticDepthwiseConv2d, weight: torch.Tensor) -> torch.Tensor:
+    """OFA's order: crop the centre, multiply by the step's transform, repeat."""
+    src, channels = conv.max_kernel, weight.shape[0]
+    for dst in conv.transform_sizes():
+        s = (src - dst) // 2
+        crop = weight[:, :, s : s + dst, s : s + dst].reshape(channels, -1)
+        weight = (crop @ conv.transform[f"{src}to{dst}"].t()).view(channels, 1, dst, dst)
+        src = dst
+    return weight
+
+
 def test_kernel_transforms_in_the_slice_node_equal_autograd() -> None:
-    """`KernelTransforms` (composed and differentiated by hand inside the slice node) gives
-    the matrices of `kernel_matrices` to the bit and the gradients autograd gives."""
+    """`KernelTransforms` derives the kernels that cropping and multiplying step by step
+    derives, and its hand-written gradients equal autograd's."""
     torch.manual_seed(0)
     convs = [ElasticDepthwiseConv2d(8, (3, 5, 7)) for _ in range(5)]
     with torch.no_grad():
@@ -214,14 +225,17 @@ def test_kernel_transforms_in_the_slice_node_equal_autograd() -> None:
                 t.add_(0.1 * torch.randn_like(t))
     for conv, k in zip(convs, (3, 5, 3, 5, 3), strict=True):
         conv.set_active(k)
-    chains = [c.transform_chain() for c in convs]
-    source = KernelTransforms(chains)
-    matrices, saved = source.compute(source.inputs)
-    reference = kernel_matrices(chains)
-    for m, ref in zip(matrices, reference, strict=True):
-        assert ref is not None and torch.equal(m, ref.detach())
-    grads = [torch.randn_like(m) for m in matrices]
+    source = KernelTransforms([c.transform_chain() for c in convs])
+    with torch.no_grad():
+        matrices, saved = source.compute(source.inputs)
+        for conv, m in zip(convs, matrices, strict=True):
+            kernel = mapped_product(conv.weight.reshape(8, -1), m).reshape_as(
+                _kernel_op_by_op(conv, conv.weight)
+            )
+            torch.testing.assert_close(kernel, _kernel_op_by_op(conv, conv.weight))
+    grads: list[torch.Tensor | None] = [torch.randn_like(m) for m in matrices]
     grads[1] = None  # a slice without a gradient
+    reference = kernel_matrices([c.transform_chain() for c in convs])  # with autograd
     used = [(r, g) for r, g in zip(reference, grads, strict=True) if g is not None]
     expected = torch.autograd.grad([r for r, _ in used], source.inputs, [g for _, g in used])
     got = source.gradients(saved, grads)
