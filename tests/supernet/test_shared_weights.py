@@ -184,15 +184,21 @@ def test_take_leaves_grad_alone_under_autograd_grad_and_with_hooks() -> None:
     assert w.grad.sum() == w.numel() + 6
 
 
-def test_batched_kernel_matrices_equal_one_by_one() -> None:
+def _depthwise_convs(kernels: tuple[int, ...]) -> list[ElasticDepthwiseConv2d]:
+    """8-channel elastic depthwise convs, transforms moved off the identity, one per kernel."""
     torch.manual_seed(0)
-    convs = [ElasticDepthwiseConv2d(8, (3, 5, 7)) for _ in range(4)]
+    convs = [ElasticDepthwiseConv2d(8, (3, 5, 7)) for _ in kernels]
     with torch.no_grad():
         for conv in convs:
             for t in conv.transform.values():
                 t.add_(0.1 * torch.randn_like(t))
-    for conv, k in zip(convs, (3, 5, 3, 7), strict=True):
+    for conv, k in zip(convs, kernels, strict=True):
         conv.set_active(k)
+    return convs
+
+
+def test_batched_kernel_matrices_equal_one_by_one() -> None:
+    convs = _depthwise_convs((3, 5, 3, 7))
     batched = kernel_matrices([c.transform_chain() for c in convs])
     for conv, m in zip(convs, batched, strict=True):
         single = conv.kernel_matrix()
@@ -217,14 +223,7 @@ def _kernel_op_by_op(conv: ElasticDepthwiseConv2d, weight: torch.Tensor) -> torc
 def test_kernel_transforms_in_the_slice_node_equal_autograd() -> None:
     """`KernelTransforms` derives the kernels that cropping and multiplying step by step
     derives, and its hand-written gradients equal autograd's."""
-    torch.manual_seed(0)
-    convs = [ElasticDepthwiseConv2d(8, (3, 5, 7)) for _ in range(5)]
-    with torch.no_grad():
-        for conv in convs:
-            for t in conv.transform.values():
-                t.add_(0.1 * torch.randn_like(t))
-    for conv, k in zip(convs, (3, 5, 3, 5, 3), strict=True):
-        conv.set_active(k)
+    convs = _depthwise_convs((3, 5, 3, 5, 3))
     source = KernelTransforms([c.transform_chain() for c in convs])
     with torch.no_grad():
         matrices, saved = source.compute(source.inputs)
