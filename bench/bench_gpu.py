@@ -24,11 +24,15 @@ On CUDA: 224-px inputs, batch 128 against 2, bf16 autocast, channels-last. On th
 proxy for Python overhead): 64-px inputs (the smallest at which batch 1 trains: the last
 feature map is 2×2), batch 1 against 16, fp32, one thread, CPU time of the process (steadier
 on a shared machine), denormals flushed (x86 slows down on tiny gradients by 10-100×, which
-is not what this measures). Timings alternate between the contenders; figures are medians,
+is not what this measures), and glibc's malloc told to keep freed memory mapped (`--malloc
+keep`: as the CUDA caching allocator does; by default glibc returns large blocks to the kernel
+and a step's page faults, which depend on what the process allocated before, can cost more
+than the step itself). Timings alternate between the contenders; figures are medians,
 ratios the median of paired ratios; `best` is the ratio of the fastest runs, which a shared
 machine's bursts of load move least. The last line is the random-subnet step ratio.
 
     python bench/bench_gpu.py [--device cuda|cpu] [--random 5] [--repeats 10] [--skip 3,4]
+                              [--malloc keep|default]
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._timing import interleaved, paired_ratio  # noqa: E402
+from bench._timing import interleaved, keep_freed_memory, paired_ratio  # noqa: E402
 from bench.bench_latency_modes import add_arguments, latency_modes  # noqa: E402
 from bench.bench_transformer_speed import SCALES, train_step_overhead  # noqa: E402
 from supernet.mobilenetv3 import MobileNetV3Supernet  # noqa: E402
@@ -321,6 +325,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help="override the profile's large batch")
     parser.add_argument("--skip", default="", help="parts to skip, e.g. 3,4,5")
     parser.add_argument("--profile-steps", type=int, default=20, help="steps profiled in part 6")
+    parser.add_argument(
+        "--malloc",
+        choices=("keep", "default"),
+        default="keep",
+        help="CPU: keep freed memory mapped (default; see the docstring) or leave glibc as is",
+    )
     add_arguments(parser)
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -337,11 +347,14 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     else:
         torch.set_flush_denormal(True)
+    allocator = "malloc=default"
+    if not bench.cuda and args.malloc == "keep":
+        allocator = keep_freed_memory()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     name = torch.cuda.get_device_name(bench.device) if bench.cuda else "cpu"
     print(
         f"device={name} torch={torch.__version__} threads={args.threads} "
-        f"profile={bench.profile} repeats={args.repeats} "
+        f"profile={bench.profile} repeats={args.repeats} {allocator} "
         f"load_avg_1min={os.getloadavg()[0]:.1f}"
     )
     net = mobilenet(bench)

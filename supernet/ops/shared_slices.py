@@ -174,7 +174,10 @@ class _Layout:
         self.copies = tuple(copies)
         self.copy_numel = base
         whole = [_region(t, tuple(t.shape), 0) for t in source.inputs] if maps else []
-        self.pairs = tuple(enumerate((*regions, *whole)))  # params, then the source's inputs
+        self.grad_views = tuple(
+            (i, r.size, r.stride, r.offset, r.size == r.shape and r.offset == 0)
+            for i, r in enumerate((*regions, *whole))
+        )  # params, then the source's inputs: where each gradient goes in `.grad`
 
 
 class _Take(torch.autograd.Function):
@@ -242,17 +245,7 @@ class _Take(torch.autograd.Function):
         sources: list[torch.Tensor] = []
         fresh: list[int] = []
         if _may_accumulate_directly():
-            nodes = ctx.next_functions
-            for i, r in layout.pairs:
-                g = grads_in[i]
-                if g is None:
-                    continue
-                target = _grad_region(tensors[i], r, nodes[i][0])
-                if target is None:
-                    fresh.append(i)
-                else:
-                    targets.append(target)
-                    sources.append(g)
+            fresh = _grad_regions(ctx, layout, tensors, grads_in, targets, sources)
         else:
             fresh = [i for i in range(len(tensors)) if grads_in[i] is not None]
         if targets:  # the weights' existing gradients gain the slices', nothing else moves
@@ -289,33 +282,56 @@ def _may_accumulate_directly() -> bool:
     return not torch.is_grad_enabled() and not (dist.is_available() and dist.is_initialized())
 
 
-def _grad_region(param: torch.Tensor, r: Region, node: Any) -> torch.Tensor | None:
-    """The slice's part of `param.grad` as a view, where its gradient may go straight there.
+def _grad_regions(
+    ctx: Any,
+    layout: _Layout,
+    tensors: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor | None],
+    targets: list[torch.Tensor],
+    sources: list[torch.Tensor],
+) -> list[int]:
+    """Pairs each gradient with its slice's part of the weight's `.grad` (appended to `targets`
+    and `sources`) where it may go straight there; returns the indices of the others.
 
-    Only when this backward would accumulate into `.grad` anyway (`loss.backward()`, not
-    `torch.autograd.grad` or `inputs=` leaving the weight out), with no hooks on the weight and
-    a `.grad` laid out like it (and, from `_may_accumulate_directly`, no graph being built for
-    the gradient and no distributed reduction, whose hooks must see every accumulation). Then
-    adding the slice in place is exactly what accumulating a zero-padded full-size gradient
-    would do, without writing the zeros. None otherwise.
+    A gradient goes straight into `.grad` only when this backward would accumulate it there
+    anyway (`loss.backward()`, not `torch.autograd.grad` or `inputs=` leaving the weight out),
+    with no hooks on the weight and a dense `.grad` laid out like it (and, from
+    `_may_accumulate_directly`, no graph being built for the gradient and no distributed
+    reduction, whose hooks must see every accumulation). Then adding the slice in place is
+    exactly what accumulating a zero-padded full-size gradient would do, without writing the
+    zeros. (`.grad` has the weight's size: PyTorch refuses any other.) This runs for every
+    weight of a subnet at every step, so it is one flat loop.
     """
-    grad = param.grad
-    if (
-        grad is None
-        or grad.layout != torch.strided
-        or grad.dtype != param.dtype
-        or grad.stride() != r.stride
-        or grad.shape != r.shape
-        or param._backward_hooks
-        or param._post_accumulate_grad_hooks
-    ):
-        return None
+    nodes, fresh = ctx.next_functions, []
+    strided, will_run = torch.strided, _will_run
     try:
-        if node is None or not _will_run(node):
-            return None
+        for i, size, stride, offset, whole in layout.grad_views:
+            g = grads[i]
+            if g is None:
+                continue
+            param = tensors[i]
+            grad = param.grad
+            node = nodes[i][0]
+            if (
+                grad is None
+                or grad.layout != strided
+                or grad.stride() != stride
+                or param._backward_hooks
+                or param._post_accumulate_grad_hooks
+                or node is None
+                or not will_run(node)
+            ):
+                fresh.append(i)
+                continue
+            sources.append(g)
+            targets.append(
+                grad if whole else grad.as_strided(size, stride, grad.storage_offset() + offset)
+            )
     except RuntimeError:  # inside torch.autograd.grad: .grad is not touched
-        return None
-    return grad.as_strided(r.size, r.stride, grad.storage_offset() + r.offset)
+        targets.clear()
+        sources.clear()
+        return [i for i in range(len(tensors)) if grads[i] is not None]
+    return fresh
 
 
 _will_run = torch._C._will_engine_execute_node

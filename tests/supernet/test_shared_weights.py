@@ -184,6 +184,27 @@ def test_take_leaves_grad_alone_under_autograd_grad_and_with_hooks() -> None:
     assert w.grad.sum() == w.numel() + 6
 
 
+def test_take_accumulates_in_place_only_where_backward_would() -> None:
+    w = torch.randn(5, 4, 3, 3, requires_grad=True)
+    v = torch.randn(3, requires_grad=True)
+    r = region(w, (slice(0, 2), slice(0, 3)))
+    w.grad = torch.ones_like(w)
+    (take([w], [r])[0].sum() + v.sum()).backward(inputs=[v])
+    assert torch.equal(w.grad, torch.ones_like(w))  # left out by inputs=: untouched
+    assert torch.equal(v.grad, torch.ones(3))
+    # a .grad laid out unlike the weight gets the gradient through autograd, in its own layout
+    w.grad = torch.ones_like(w).contiguous(memory_format=torch.channels_last)
+    with pytest.warns(UserWarning, match="layout contract"):
+        take([w], [r])[0].sum().backward()
+    expected = torch.ones_like(w)
+    expected[:2, :3] += 1
+    assert torch.equal(w.grad, expected)
+    w.grad = torch.ones_like(w)  # laid out like the weight: the slice is added in place
+    before = w.grad.data_ptr()
+    take([w], [r])[0].sum().backward()
+    assert w.grad.data_ptr() == before and torch.equal(w.grad, expected)
+
+
 def _depthwise_convs(kernels: tuple[int, ...]) -> list[ElasticDepthwiseConv2d]:
     """8-channel elastic depthwise convs, transforms moved off the identity, one per kernel."""
     torch.manual_seed(0)
