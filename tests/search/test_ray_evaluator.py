@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -32,6 +31,8 @@ from supernet.checkpoint import STATE_PREFIX, load_supernet, supernet_record
 from supernet.errors import NASError
 from supernet.space import Arch
 from tests.pipelines.conftest import compose_in
+
+ray = pytest.importorskip("ray", reason="the distributed extra: pip install -e '.[distributed]'")
 
 pytestmark = pytest.mark.slow
 
