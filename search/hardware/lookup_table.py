@@ -53,7 +53,8 @@ from torch import nn
 
 from search.hardware.costs import AnalyticCost, CostModel, describe_timing, timed_objective
 from search.hardware.meter import HardwareError, LatencyMeter, cuda_graph
-from search.store import Store, settings_key
+from search.store import Store, Waiting, settings_key
+from search.store.leases import Holder
 from supernet.environment import check_writable_file
 from supernet.space import Arch
 
@@ -391,7 +392,7 @@ class LatencyTableCost(CostModel):
         table = self._require_table()
         keys = self.keys(arch)
         if table.missing(keys):
-            self.measure([arch])
+            self._measure_shared(lambda skip: [arch] if set(table.missing(keys)) - skip else [])
         return [(k, table.entries[k]) for k in keys]
 
     def latency_ms(self, arch: Arch) -> float:
@@ -401,14 +402,15 @@ class LatencyTableCost(CostModel):
         return {**self.analytic(arch), self.meter.metric: self.latency_ms(arch)}
 
     # --- measuring ----------------------------------------------------------------------------
-    def plan(self, archs: Sequence[Arch] = ()) -> list[Arch]:
+    def plan(self, archs: Sequence[Arch] = (), skip: Iterable[str] = ()) -> list[Arch]:
         """Archs whose chains cover every missing part of the extreme archs, `pool` random ones
-        and `archs` (greedy set cover over the first two; `archs` only for what is left)."""
+        and `archs` (greedy set cover over the first two; `archs` only for what is left), but
+        the parts in `skip` (another run is measuring them)."""
         table, space = self._require_table(), self._require_bound().space
         rng = np.random.default_rng(self.seed)
         pool = [space.largest(), space.smallest(), *(space.sample(rng) for _ in range(self.pool))]
         chosen: list[Arch] = []
-        covered: set[str] = set()
+        covered: set[str] = set(skip)
         for group in (pool, list(archs)):
             sets = [set(table.missing(self.part_keys(a))) - covered for a in group]
             todo = set().union(*sets)
@@ -422,8 +424,66 @@ class LatencyTableCost(CostModel):
     def build(self) -> int:
         """Measure every missing part of the pool's archs in one session; new entries."""
         before = len(self._require_table())
-        self.measure(self.plan(), progress=self.progress)
+        self._measure_shared(lambda skip: self.plan(skip=skip), progress=self.progress)
         return len(self._require_table()) - before
+
+    def _measure_shared(
+        self, plan: Callable[[set[str]], list[Arch]], progress: bool = False
+    ) -> None:
+        """Measure the parts that `plan(skip)` needs, sharing the work with the runs on the same
+        store: a part another run has claimed is left out of the plan and its stored result
+        awaited (the run's own parts are measured first); the parts this run measures are
+        claimed first. So concurrent runs (a sweep on one store) time every part once and all
+        use the same figures. Without a store: `measure(plan(set()))`."""
+        table = self._require_table()
+        if self._store is None:
+            self.measure(plan(set()), progress=progress)
+            return
+        store, space, ckpt = self._store
+        held: dict[str, Holder] = {}
+        while True:
+            wanted = [k for k in self._wanted(plan(set(held))) if k not in held]
+            if not wanted:
+                break
+            claimed = store.claim(space, ckpt, table.settings, wanted)
+            self._fill(claimed.ready)
+            held.update(claimed.held)
+            if claimed.mine:
+                self._measure_claimed(plan(set(held)), set(claimed.mine), progress)
+        waiting = Waiting(f"{space} latency-table entries")
+        while held:  # all that is left, other runs are measuring
+            claimed = store.claim(space, ckpt, table.settings, list(held))
+            self._fill(claimed.ready)
+            held = dict(claimed.held)
+            if claimed.mine:  # taken over from a run that stopped
+                waiting.reset()
+                self._measure_claimed(plan(set(held)), set(claimed.mine), progress)
+            elif held:
+                waiting.wait(held)
+
+    def _fill(self, stored: Mapping[str, str]) -> None:
+        """Table entries from the store's rows (metrics JSON by key)."""
+        for key, text in stored.items():
+            self._require_table().add(key, float(json.loads(text)["latency_ms"]))
+
+    def _wanted(self, archs: Sequence[Arch]) -> list[str]:
+        """The missing keys that measuring `archs` would add: their parts, and the offset."""
+        keys = [k for a in archs for k in self.part_keys(a)]
+        offset = self.offset_key()
+        return self._require_table().missing([*keys, *([] if offset is None else [offset])])
+
+    def _measure_claimed(self, archs: Sequence[Arch], mine: set[str], progress: bool) -> None:
+        """`measure` keeping only the claimed keys; the claims it did not fill are given up."""
+        table = self._require_table()
+        try:
+            self.measure(archs, progress=progress, keep=mine)
+        finally:
+            left = sorted(k for k in mine if k not in table)
+            if left and self._store is not None:
+                store, space, ckpt = self._store
+                store.release(space, ckpt, table.settings, left)
+        if left:
+            raise HardwareError(f"the planned chains did not time the parts {left[:3]}...")
 
     def _chain(self, modules: Sequence[nn.Module], shape: Sequence[int]) -> _Chain:
         device = torch.device(self.meter.device)
@@ -456,14 +516,20 @@ class LatencyTableCost(CostModel):
         return self._chain([p[1]() for p in parts], parts[0][2])
 
     def measure(
-        self, chains_of: Sequence[Arch], whole_of: Sequence[Arch] = (), progress: bool = False
+        self,
+        chains_of: Sequence[Arch],
+        whole_of: Sequence[Arch] = (),
+        progress: bool = False,
+        keep: set[str] | None = None,
     ) -> list[float]:
         """One interleaved session: the archs of `chains_of` timed part by part (their missing
-        parts enter the table), those of `whole_of` timed whole (their exported networks; the
-        latencies are returned). A missing offset is calibrated on this session's chains."""
+        parts enter the table, only those in `keep` where given), those of `whole_of` timed
+        whole (their exported networks; the latencies are returned). A missing offset is
+        calibrated on this session's chains (when `keep` has it)."""
         table = self._require_table()
         offset = self.offset_key()
-        calibrate = offset is not None and offset not in table
+        mine = keep is None or offset in keep
+        calibrate = offset is not None and offset not in table and mine
         if calibrate and len(chains_of) < CALIBRATION_CHAINS:
             space, rng = self._require_bound().space, np.random.default_rng(self.seed)
             more = [space.sample(rng) for _ in range(CALIBRATION_CHAINS - len(chains_of))]
@@ -479,6 +545,8 @@ class LatencyTableCost(CostModel):
             for key, ms in zip(ks, steps, strict=True):
                 per_key.setdefault(key, []).append(float(ms))
             for key, values in per_key.items():
+                if keep is not None and key not in keep:
+                    continue  # another run measures it: its figure is the one everyone uses
                 if table.add(key, float(np.mean(values))):
                     added[key] = table.entries[key]
         whole_ms = [float(t[0]) for t in times[len(chains) :]]

@@ -2,7 +2,8 @@
 SQLite file, so nothing is measured twice or lost, and runs sharing a file share their work.
 
 - `database`: `Store`, the file and its schema;
-- `scope`: `Scope`, a store bound to one space, checkpoint and protocol (memoized validation);
+- `scope`: `Scope`, a store bound to one space, checkpoint and protocol (memoized validation),
+  and `Waiting`, how a run waits for what another run is measuring;
 - `leases`: claims on measurements in progress, so concurrent runs wait instead of repeating;
 - `keys`: settings keys and checkpoint fingerprints;
 - `errors`: one message for a damaged, read-only or misplaced store;
@@ -19,7 +20,7 @@ from search.store.database import (
     checkpoint_fingerprint,
     settings_key,
 )
-from search.store.scope import Scope
+from search.store.scope import Scope, Waiting
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -29,6 +30,7 @@ __all__ = [
     "Scope",
     "Store",
     "StoreError",
+    "Waiting",
     "checkpoint_fingerprint",
     "settings_key",
 ]

@@ -76,7 +76,7 @@ class Scope:
                 else:
                     found[arch.arch_id] = value
             self.hits += len(found)
-            waiting = _Waiting(self.space)
+            waiting = Waiting(f"{self.space} measurement(s)")
             while todo:
                 claimed = self.store.claim(
                     self.space, self.checkpoint, self.settings, [a.arch_id for a in todo],
@@ -124,11 +124,15 @@ class Scope:
         return one
 
 
-class _Waiting:
-    """Sleeps between looks at measurements other runs are making, and says so in the log."""
+class Waiting:
+    """Sleeps between looks at measurements other runs are making, and says so in the log.
 
-    def __init__(self, space: str) -> None:
-        self.space = space
+    Args:
+        what: what is awaited, as the log names it after a count (`"toy measurement(s)"`).
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
         self.reset()
 
     def reset(self) -> None:
@@ -144,8 +148,8 @@ class _Waiting:
                 f" ({holder.owner}; its lease runs {max(holder.expires - now, 0):.0f} s more "
                 "unless renewed)")
             waited = "" if self.since is None else f", {now - self.since:.0f} s so far"
-            log.info("waiting for %d %s measurement(s) another run is making%s%s; they will "
-                     "be reused, not measured again", len(held), self.space, owner, waited)
+            log.info("waiting for %d %s another run is making%s%s; they will be reused, not "
+                     "measured again", len(held), self.what, owner, waited)
             self.since = self.since or now
             self.logged = now
         time.sleep(self.delay)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ import search.hardware.meter as hardware
 from search.hardware import HardwareError, LatencyMeter
 from search.hardware.lookup_table import LatencyTable, LatencyTableCost
 from search.hardware.table_validation import validate_table
-from search.store import Store
+from search.store import Store, Waiting
+from search.store.leases import HOST
 from supernet.mobilenetv3 import MobileNetV3Supernet
 from tests.conftest import CONF_DIR
 
@@ -167,6 +169,117 @@ def test_store_table_is_reused_only_with_the_same_settings(
     assert len(timer.sessions) == 3  # another device: measured again
     bound = Store(tmp_path / "bound.sqlite", checkpoint="ck1")  # a run's own store works too
     assert lut(offset=False).bind(net, store=bound, checkpoint="ck1")(arch) == first
+
+
+class Persisted:
+    """Records, per thread, the table keys each run measured and stored (wraps `_persist`)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.keys: dict[str, list[str]] = {}
+        persist = LatencyTableCost._persist
+
+        def record(cost: LatencyTableCost, added, context) -> None:
+            self.keys.setdefault(threading.current_thread().name, []).extend(added)
+            persist(cost, added, context)
+
+        monkeypatch.setattr(LatencyTableCost, "_persist", record)
+
+
+def _in_thread(name: str, fn, out: dict) -> threading.Thread:
+    def run() -> None:
+        try:
+            out[name] = fn()
+        except BaseException as err:  # noqa: BLE001 - re-raised by the test
+            out[name] = err
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_concurrent_builds_on_one_store_time_each_part_once(
+    net: MobileNetV3Supernet, tmp_path: Path, monkeypatch
+) -> None:
+    """Two runs build the same table on one store at once: the second waits for the first's
+    parts (and offset) instead of timing them again, and both use the same figures."""
+    timer, persisted = FakeTimer(monkeypatch), Persisted(monkeypatch)
+    db = tmp_path / "store.sqlite"
+    first_timing, second_waits = threading.Event(), threading.Event()
+    fake = timer.__call__
+
+    def slow_first(meter, chains, passes=1, seed=0, advance=None):
+        first_timing.set()  # the first run holds its claims now
+        assert second_waits.wait(30), "the second run never waited"
+        return fake(meter, chains, passes, seed, advance)
+
+    monkeypatch.setattr(latency_table, "time_chains", slow_first)
+    wait = Waiting.wait
+
+    def noted_wait(self: Waiting, held) -> None:
+        second_waits.set()
+        wait(self, held)
+
+    monkeypatch.setattr(Waiting, "wait", noted_wait)
+    out: dict = {}
+    costs = [lut(pool=20), lut(pool=20)]
+    a = _in_thread("first", lambda: costs[0].bind(net, store=Store(db)).build(), out)
+    assert first_timing.wait(30)
+    b = _in_thread("second", lambda: costs[1].bind(net, store=Store(db)).build(), out)
+    a.join(60)
+    b.join(60)
+    assert out["first"] == out["second"] > 0  # entries each run's table gained
+    assert list(persisted.keys) == ["first"] and len(timer.sessions) == 1  # measured by one
+    assert costs[1].table.entries == costs[0].table.entries  # offset included
+    assert costs[0].offset_key() in costs[1].table
+    stored = Store(db).rows(net.space.name, "", costs[0].settings())
+    assert {r["arch_id"]: r["metrics"]["latency_ms"] for r in stored} == costs[0].table.entries
+
+
+def test_overlapping_builds_split_the_parts_between_them(tmp_path: Path, monkeypatch) -> None:
+    """Runs whose pools overlap each time what no other run is timing, then reuse the rest:
+    no part is measured and stored by both."""
+    FakeTimer(monkeypatch)
+    persisted = Persisted(monkeypatch)
+    db = tmp_path / "store.sqlite"
+    nets = []
+    for _ in range(2):  # one supernet per thread: exporting subnets sets the active one
+        torch.manual_seed(0)
+        nets.append(MobileNetV3Supernet(**TINY).eval())
+    costs = [lut(pool=30, seed=0, offset=False), lut(pool=30, seed=1, offset=False)]
+    out: dict = {}
+    threads = [
+        _in_thread(f"run{i}", lambda i=i: costs[i].bind(nets[i], store=Store(db)).build(), out)
+        for i in range(2)
+    ]
+    for thread in threads:
+        thread.join(60)
+    assert not any(isinstance(v, BaseException) for v in out.values()), out
+    first, second = (set(persisted.keys.get(f"run{i}", [])) for i in range(2))
+    assert not first & second  # nothing timed and stored twice
+    shared = set(costs[0].table.entries) & set(costs[1].table.entries)
+    assert shared and all(costs[0].table.entries[k] == costs[1].table.entries[k] for k in shared)
+    for cost, n in zip(costs, nets, strict=True):  # every pool arch is covered
+        rng = np.random.default_rng(cost.seed)
+        pool = [n.space.sample(rng) for _ in range(cost.pool)]
+        assert all(not cost.table.missing(cost.keys(a)) for a in pool)
+
+
+def test_claims_of_an_ended_run_are_taken_over_at_once(
+    net: MobileNetV3Supernet, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    timer = FakeTimer(monkeypatch)
+    db = tmp_path / "store.sqlite"
+    cost = lut(offset=False).bind(net, store=Store(db))
+    arch = net.space.smallest()
+    ended = Store(db)
+    ended.leases.owner = f"{HOST}:{2**22 + 7}:deadbeef"  # no such process on this host
+    ended.claim(net.space.name, "", cost.settings(), cost.keys(arch))
+    ended.leases.stop()
+    with caplog.at_level("WARNING", logger="search.store.leases"):
+        got = cost(arch)  # would wait for the lease (180 s) if the ended run's claims were kept
+    assert "its process has ended" in caplog.text
+    assert len(timer.sessions) == 1 and got["cpu_time_ms"] > 0
+    assert Store(db).claim(net.space.name, "", cost.settings(), cost.keys(arch)).mine == []
 
 
 def test_supernet_without_parts_is_a_clear_error() -> None:
