@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from supernet.runtime import run_cli
+from supernet.runtime import main_cli, run_cli
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="search")
@@ -14,4 +14,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_cli(main)

@@ -1,5 +1,6 @@
 """Run plumbing shared by `train.py` and `search.py`: thread count, the W&B mode and group,
-and turning the project's own errors into one `error:` line and exit code 2."""
+and turning the project's own errors, and command lines Hydra cannot compose, into one
+`error:` line and exit code 2."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import torch
-from hydra.errors import InstantiationException
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,6 +35,9 @@ BUG_HINT = (
 )
 # a constructor given a key it does not take (`+strategy.no_such_option=1`): a user error
 _UNKNOWN_ARGUMENT = re.compile(r"unexpected keyword argument '(\w+)'")
+# what Hydra raises for a command line it cannot turn into a config
+_COMPOSITION_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException)
+_FROM_JOB = "_raised_in_a_job"  # marks an exception that left `run_cli`: not Hydra's to word
 
 
 def set_threads(threads: int | None) -> None:
@@ -141,10 +150,67 @@ def run_cli(job: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         if unknown:
             _fail(job, unknown_key(_config_key(err), unknown.group(1)))
         _report_bug()
+        setattr(err, _FROM_JOB, True)
         raise
-    except Exception:
+    except Exception as err:
         _report_bug()
+        setattr(err, _FROM_JOB, True)
         raise
+
+
+def main_cli(entry: Callable[[], object]) -> None:
+    """Run a `@hydra.main` entry point so that a command line Hydra cannot compose into a config
+    (a misspelt key or option, a malformed override, a launcher that is not installed) is one
+    `error:` line and exit code 2, like every other bad input.
+
+    Hydra itself prints those over several lines and exits 1; with `HYDRA_FULL_ERROR` set it
+    raises them instead, so the entry point runs with it set and the errors raised before any
+    job starts are worded here. Errors inside a job keep their way out (`run_cli`); a user who
+    set `HYDRA_FULL_ERROR` gets Hydra's exceptions as they are.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        entry()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        entry()
+    except _COMPOSITION_ERRORS as err:
+        if getattr(err, _FROM_JOB, False):
+            raise
+        print(f"error: {composition_message(err)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def composition_message(err: Exception) -> str:
+    """Hydra's message for a command line it cannot compose, on one line: the options it
+    lists joined by commas, the config search path left out, the OmegaConf reason in
+    parentheses."""
+    parts: list[str] = []
+    listing = False
+    for raw in str(err).splitlines():
+        line = raw.strip()
+        if not line or set(line) == {"^"}:  # a caret under the override: named below instead
+            continue
+        if line.startswith("Config search path"):
+            break
+        if raw.startswith(("\t", "    ")) and listing:  # an option of a listed group
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line
+            continue
+        listing = line.endswith(":")
+        if parts and not parts[-1].endswith((".", ":")):
+            parts[-1] += "."
+        parts.append(line)
+    message = " ".join(parts)
+    if isinstance(err, OverrideParseException) and err.override not in message:
+        message = f"cannot parse the override {err.override!r}: {message}"
+    cause = err.__cause__
+    if cause is not None and str(cause).strip():
+        reason = str(cause).strip().splitlines()[0]
+        if reason not in message:
+            message += f" ({reason})"
+    return message
 
 
 def _config_key(err: InstantiationException) -> str:

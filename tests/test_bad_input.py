@@ -31,7 +31,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
-from supernet.runtime import EXIT_USER_ERROR, run_cli
+from supernet.runtime import EXIT_USER_ERROR, main_cli, run_cli
 from tests.conftest import CONF_DIR, ROOT, TINY_TRAIN
 from tests.text_corpus import number_corpus
 
@@ -427,6 +427,14 @@ def _cli(script: str, *overrides: str) -> subprocess.CompletedProcess[str]:
                        "hydra.run.dir={tmp}/run"), "strategy.no_such_option is not a setting"),
         ("train.py", ("ckpt_path={ckpt}", "hydra.run.dir={tmp}/run"),
          "another configuration of its space"),
+        # command lines Hydra cannot compose: worded by `main_cli`, not printed by Hydra
+        ("search.py", ("strategy=no_such_strategy", "hydra.run.dir={tmp}/run"),
+         "Could not find 'strategy/no_such_strategy'. Available options in 'strategy': "
+         "evolution, layernas, linas"),
+        ("train.py", ("wandb.enabled=false", "hydra.run.dir={tmp}/run"),
+         "To append to your config use +wandb.enabled=false (Key 'wandb' is not in struct)"),
+        ("search.py", ("budget=[1,2", "hydra.run.dir={tmp}/run"),
+         "cannot parse the override 'budget=[1,2'"),
     ],
 )
 def test_cli_prints_one_error_line_and_no_traceback(
@@ -441,3 +449,31 @@ def test_cli_prints_one_error_line_and_no_traceback(
     assert len(errors) == 1 and says in errors[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr + done.stdout
     assert _unchanged(inputs, before)
+
+
+def test_hydra_errors_inside_a_job_are_not_worded_as_bad_input(monkeypatch, capsys) -> None:
+    """`main_cli` words only what Hydra raises before a job runs; the same exception raised
+    inside a job (a bug) keeps its traceback, and HYDRA_FULL_ERROR is left as it was."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def composing() -> None:
+        raise MissingConfigException("In 'search': Could not find 'strategy/x'\n\n"
+                                     "Available options in 'strategy':\n\trandom\n\tlinas\n"
+                                     "Config search path:\n\tprovider=main, path=file://conf")
+
+    with pytest.raises(SystemExit) as done:
+        main_cli(composing)
+    assert done.value.code == EXIT_USER_ERROR
+    assert capsys.readouterr().err == (
+        "error: In 'search': Could not find 'strategy/x'. Available options in 'strategy': "
+        "random, linas\n"
+    )
+
+    def job(cfg: object) -> None:
+        raise ConfigCompositionException("raised by the job's own code")
+
+    with pytest.raises(ConfigCompositionException, match="the job's own code"):
+        main_cli(lambda: run_cli(job, None))  # type: ignore[arg-type]
+    assert "HYDRA_FULL_ERROR" not in os.environ
