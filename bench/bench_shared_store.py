@@ -3,12 +3,19 @@
     python bench/bench_shared_store.py                       # synthetic: 20 validations of 0.2 s
     python bench/bench_shared_store.py --budget 40 --sleep 0.5 --runs 3
     python bench/bench_shared_store.py --ckpt logs/train/runs/X/checkpoints/last.ckpt
+    python bench/bench_shared_store.py --lut                 # latency-table entries instead
 
 Synthetic mode: each run is a random search (the `random` strategy, same seed) on a toy space
 through `Store.memoize`, with a deterministic evaluator that sleeps `--sleep` seconds per
 validation and appends every architecture it actually validates to a file. Checkpoint mode
 runs `search.py strategy=random hardware=flops` `--runs` times at once on one `store_path` and
 reads each run's `summary.json` (measured now vs reused from the store).
+
+Lookup-table mode (`--lut`) has `--runs` processes build the latency table of a small
+MobileNetV3 supernet at once (real timing, CPU time on one thread each), first each on its own
+store (what runs did before the tables took claims: every run times everything), then all on
+one store, and prints both side by side: entries timed per run, entries timed twice, whether
+the runs' tables are identical.
 
 Duplicated = validations executed − distinct architectures. Without claims in the store each
 run validates everything itself (19 of 20 twice, measured before claims existed); with them
@@ -153,6 +160,60 @@ def checkpoint(runs: int, budget: int, seed: int, ckpt: str, work: Path) -> dict
     }
 
 
+LUT_NET = {  # a small supernet: its table (about 100 entries) builds in seconds
+    "num_classes": 10, "in_channels": 1, "resolutions": (16, 20),
+    "stage_channels": (8, 8, 16, 16, 24), "head_channels": (32, 48),
+}  # fmt: skip
+
+
+def build_table(store_path: str, out_path: str, pool: int) -> None:
+    """One run building the latency table of `LUT_NET` through the store at `store_path`."""
+    import torch
+
+    from search.hardware import LatencyMeter
+    from search.hardware.lookup_table import LatencyTableCost
+    from supernet.mobilenetv3 import MobileNetV3Supernet
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    net = MobileNetV3Supernet(**LUT_NET).eval()
+    meter = LatencyMeter(warmup=1, repeats=5, clock="process")
+    cost = LatencyTableCost(meter, pool=pool, progress=False).bind(net, store=Store(store_path))
+    facts = {"measured": cost.measured, "reused": cost.reused, "entries": cost.table.entries}
+    Path(out_path).write_text(json.dumps(facts))
+
+
+def lut(runs: int, pool: int, work: Path) -> dict[str, Any]:
+    """`runs` concurrent table builds, on separate stores and then on one store."""
+    ctx = mp.get_context("spawn")
+    facts: dict[str, Any] = {"mode": "lut", "runs": runs, "pool": pool}
+    for setting in ("separate", "shared"):
+        procs = []
+        started = time.perf_counter()
+        for i in range(runs):
+            store = work / setting / (f"store{i}.sqlite" if setting == "separate" else "s.sqlite")
+            store.parent.mkdir(exist_ok=True)
+            out = work / setting / f"out{i}.json"
+            procs.append(ctx.Process(target=build_table, args=(str(store), str(out), pool)))
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        if any(p.exitcode != 0 for p in procs):
+            raise SystemExit(f"a table build failed: exit codes {[p.exitcode for p in procs]}")
+        done = [json.loads((work / setting / f"out{i}.json").read_text()) for i in range(runs)]
+        measured = [d["measured"] for d in done]
+        distinct = {k for d in done for k in d["entries"]}
+        facts[setting] = {
+            "entries": len(distinct), "measured_per_run": measured,
+            "reused_per_run": [d["reused"] for d in done],
+            "duplicated": sum(measured) - len(distinct),
+            "identical_tables": _all_equal([d["entries"] for d in done]),
+            "wall_s": round(time.perf_counter() - started, 2),
+        }  # fmt: skip
+    return facts
+
+
 def _lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
@@ -168,7 +229,19 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.2, help="seconds per validation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ckpt", default=None, help="run search.py on this checkpoint instead")
+    parser.add_argument("--lut", action="store_true", help="concurrent latency-table builds")
+    parser.add_argument("--pool", type=int, default=100, help="--lut: random archs to cover")
     args = parser.parse_args()
+    if args.lut:
+        with tempfile.TemporaryDirectory(prefix="shared_lut_") as tmp:
+            facts = lut(args.runs, args.pool, Path(tmp))
+        print(json.dumps(facts))
+        for setting in ("separate", "shared"):
+            f = facts[setting]
+            print(f"{args.runs} concurrent table builds, {setting} store(s): {f['entries']} "
+                  f"entries, timed per run {f['measured_per_run']}, {f['duplicated']} timed "
+                  f"twice, identical tables: {f['identical_tables']}; {f['wall_s']} s wall")
+        return
     with tempfile.TemporaryDirectory(prefix="shared_store_") as tmp:
         if args.ckpt:
             facts = checkpoint(args.runs, args.budget, args.seed, args.ckpt, Path(tmp))

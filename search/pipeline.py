@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from search.benchmarks import TableOracle, TabularBenchmark, regret_table
 from search.evaluation import build_evaluator, distributed, evaluator_for
 from search.export import export_best
+from search.hardware.lookup_table import LatencyTableCost
 from search.mathnas.table import BlockTable
 from search.mathnas.table_only import report_solution, solve_table_file, table_constraints
 from search.pretrained_setup import pretrained_source
@@ -361,6 +362,12 @@ def _search(cfg: DictConfig, setup: Setup, console: Console, output_dir: Path) -
             facts.update(measured=setup.scope.misses, reused_from_store=setup.scope.hits)
             log.info("validations measured now: %d, reused from the store: %d",
                      setup.scope.misses, setup.scope.hits)
+        table = _latency_table(setup.cost)
+        if table is not None:
+            facts["latency_table"] = {"entries": len(table.table or ()),
+                                      "measured": table.measured, "reused": table.reused}
+            log.info("latency-table entries measured now: %d, reused from the store: %d",
+                     table.measured, table.reused)
         regret = setup.oracle.regret(result) if setup.oracle is not None else None
         if regret is not None:
             facts["regret"] = regret
@@ -373,6 +380,13 @@ def _search(cfg: DictConfig, setup: Setup, console: Console, output_dir: Path) -
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log.info("results in %s", output_dir)
     return result
+
+
+def _latency_table(cost: Any) -> LatencyTableCost | None:
+    """The lookup-table cost model behind `cost` (unwrapping guards), or None."""
+    while cost is not None and not isinstance(cost, LatencyTableCost):
+        cost = getattr(cost, "__wrapped__", None)
+    return cost
 
 
 class _progress:

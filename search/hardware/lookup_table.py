@@ -295,6 +295,8 @@ class LatencyTableCost(CostModel):
         self.table: LatencyTable | None = None
         self._store: tuple[Store, str, str] | None = None
         self._offset_key: str | None = None
+        self.measured = 0  # entries this object timed and stored itself
+        self.reused = 0  # entries it took from the store (other runs', earlier runs')
 
     # --- set-up -----------------------------------------------------------------------------
     def check_available(self) -> None:
@@ -345,7 +347,7 @@ class LatencyTableCost(CostModel):
             ckpt = store.bound_checkpoint if store.bound_checkpoint is not None else ""
             self._store = (store, supernet.space.name, ckpt)
             for row in store.rows(supernet.space.name, ckpt, settings):
-                self.table.add(row["arch_id"], row["metrics"]["latency_ms"])
+                self.reused += self.table.add(row["arch_id"], row["metrics"]["latency_ms"])
         if self.prebuild:
             self.build()
         return self
@@ -464,7 +466,7 @@ class LatencyTableCost(CostModel):
     def _fill(self, stored: Mapping[str, str]) -> None:
         """Table entries from the store's rows (metrics JSON by key)."""
         for key, text in stored.items():
-            self._require_table().add(key, float(json.loads(text)["latency_ms"]))
+            self.reused += self._require_table().add(key, float(json.loads(text)["latency_ms"]))
 
     def _wanted(self, archs: Sequence[Arch]) -> list[str]:
         """The missing keys that measuring `archs` would add: their parts, and the offset."""
@@ -572,6 +574,7 @@ class LatencyTableCost(CostModel):
             )
 
     def _persist(self, added: Mapping[str, float], context: Sequence[Arch]) -> None:
+        self.measured += len(added)
         if not added:
             return
         table = self._require_table()

@@ -139,6 +139,8 @@ def test_lookup_table_latency_search_on_a_transformer(ckpt: Path, tmp_path: Path
     assert all(r.metrics["cpu_time_ms"] > 0 for r in result.rows)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["constraints"]["cpu_time_ms"] > 0
+    table = summary["latency_table"]  # a fresh store: every entry timed by this run
+    assert table["measured"] == table["entries"] > 0 and table["reused"] == 0
 
 
 def test_accuracy_on_a_translation_checkpoint_is_refused(ckpt: Path, tmp_path: Path) -> None:

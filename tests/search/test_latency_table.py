@@ -229,6 +229,8 @@ def test_concurrent_builds_on_one_store_time_each_part_once(
     b.join(60)
     assert out["first"] == out["second"] > 0  # entries each run's table gained
     assert list(persisted.keys) == ["first"] and len(timer.sessions) == 1  # measured by one
+    assert (costs[0].measured, costs[0].reused) == (out["first"], 0)
+    assert (costs[1].measured, costs[1].reused) == (0, out["first"])
     assert costs[1].table.entries == costs[0].table.entries  # offset included
     assert costs[0].offset_key() in costs[1].table
     stored = Store(db).rows(net.space.name, "", costs[0].settings())
@@ -256,6 +258,8 @@ def test_overlapping_builds_split_the_parts_between_them(tmp_path: Path, monkeyp
     assert not any(isinstance(v, BaseException) for v in out.values()), out
     first, second = (set(persisted.keys.get(f"run{i}", [])) for i in range(2))
     assert not first & second  # nothing timed and stored twice
+    everything = set(costs[0].table.entries) | set(costs[1].table.entries)
+    assert costs[0].measured + costs[1].measured == len(everything)
     shared = set(costs[0].table.entries) & set(costs[1].table.entries)
     assert shared and all(costs[0].table.entries[k] == costs[1].table.entries[k] for k in shared)
     for cost, n in zip(costs, nets, strict=True):  # every pool arch is covered
