@@ -235,6 +235,19 @@ class LatencyTableCost(MeasuredLatencyCost):
 
 
 @dataclass
+class DeviceLatencyCost:
+    """`hardware=device`."""
+
+    path: str | None = setting("the kit's latency table, timed on the device")
+    device: str | None = setting("the device's name in reports")
+    objective: str = setting("the name of the latency metric")
+    column: str = setting("the table's column of measured milliseconds")
+    min_rows: int = setting("fewest measured subnets the predictor is fitted on", ge=3)
+    folds: int = setting("cross-validation folds", ge=2)
+    seed: int = setting("seed of the folds", ge=0, le=MAX_SEED)
+
+
+@dataclass
 class Benchmark:
     """`space=nats_sss` / `nas_bench_201`: a tabular benchmark."""
 
@@ -289,6 +302,7 @@ SEARCH_OPTIONS: dict[str, type] = {
     "search.hardware.costs.MeasuredLatencyCost": MeasuredLatencyCost,
     "search.hardware.lookup_table.LatencyTableCost": LatencyTableCost,
     "search.hardware.onnx_runtime.OnnxRuntimeCost": OnnxRuntimeCost,
+    "search.hardware.device.DeviceLatencyCost": DeviceLatencyCost,
     "search.benchmarks.loader.load_benchmark": Benchmark,
     "search.benchmarks.column_table.load_column_table": ColumnTable,
     "supernet.pretrained.Published": Published,

@@ -6,6 +6,8 @@ per-part latency lookup tables with their validation against measured latency.
   workloads they time;
 - `lookup_table`: `LatencyTableCost`, a network's latency as the sum of its parts';
 - `onnx_runtime`: `OnnxRuntimeCost`, the exported subnet as an ONNX graph in ONNX Runtime;
+- `device`: `DeviceLatencyCost`, latency timed on another device for a kit of subnets and
+  predicted for the others (`python -m search.hardware.device` writes the kit);
 - `table_validation`: how well a table predicts measured latency.
 """
 
@@ -18,6 +20,7 @@ from search.hardware.costs import (
     count_macs,
     workload_settings,
 )
+from search.hardware.device import DeviceLatencyCost, read_latencies, write_kit
 from search.hardware.lookup_table import LatencyTable, LatencyTableCost
 from search.hardware.meter import (
     CUDA_MISSING,
@@ -33,6 +36,7 @@ __all__ = [
     "CUDA_MISSING",
     "AnalyticCost",
     "CostModel",
+    "DeviceLatencyCost",
     "HardwareError",
     "ImageWorkload",
     "Latency",
@@ -45,6 +49,8 @@ __all__ = [
     "Workload",
     "check_available",
     "count_macs",
+    "read_latencies",
     "validate_table",
     "workload_settings",
+    "write_kit",
 ]

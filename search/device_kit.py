@@ -1,0 +1,57 @@
+"""Write a kit for timing a supernet's subnets on another device:
+`python -m search.device_kit --ckpt CKPT --out KIT [--count 60]`.
+
+The kit holds ONNX graphs of a sample of subnets, the table their latencies go into and the
+script that times them there (see `search.hardware.device`); a search then reads the filled
+table with `hardware=device hardware.path=KIT/latency.csv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from search.hardware.device import KIT_JSON, RUNNER, TABLE, write_kit
+from supernet.checkpoint import load_supernet
+from supernet.errors import NASError
+from supernet.export import ONNX_OPSET
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write a device kit; exit code 2 with one `error:` line for input it cannot use."""
+    parser = argparse.ArgumentParser(
+        prog="python -m search.device_kit",
+        description="Write a kit for timing a supernet's subnets on another device: ONNX "
+        f"graphs, {TABLE} to fill and {RUNNER}, which fills it there.",
+    )
+    parser.add_argument("--ckpt", required=True, help="the supernet checkpoint (last.ckpt)")
+    parser.add_argument("--out", required=True, help="the kit's folder (must not hold a kit)")
+    parser.add_argument("--count", type=int, default=60, help="subnets in the kit (default 60)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random subnets")
+    parser.add_argument("--batch", type=int, default=1, help="batch of the graphs (default 1)")
+    parser.add_argument("--opset", type=int, default=ONNX_OPSET, help="ONNX opset")
+    parser.add_argument("--trusted", action="store_true",
+                        help="load a checkpoint holding Python objects (runs code from it)")
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
+    try:
+        supernet, _ = load_supernet(args.ckpt, trusted=args.trusted)
+        out = write_kit(supernet, args.out, args.count, args.seed, args.batch, args.opset,
+                        checkpoint=str(Path(args.ckpt).resolve()))
+    except (NASError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {out}: {len(list((out / 'models').glob('*.onnx')))} ONNX graphs, {TABLE}, "
+        f"{KIT_JSON}, {RUNNER}\nnext: copy {out} to the device and run `python {RUNNER}` "
+        f"there (numpy and onnxruntime), then search with `python search.py hardware=device "
+        f"hardware.path={out / TABLE}`"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
