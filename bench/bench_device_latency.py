@@ -7,8 +7,9 @@ The held-out kit is timed twice, so measurement noise has a figure of its own. P
 side, Kendall tau against the held-out kit's first timing and the mean absolute percentage
 error:
 
-- the predictor (`DeviceLatencyCost`, fitted on the first kit): its cross-validated figures
-  (what a search logs) and its figures on the held-out kit;
+- the predictor (`DeviceLatencyCost`, fitted on the first kit) at its default
+  `features=costs`: its cross-validated figures (what a search logs) and its figures on the
+  held-out kit; and with `features=onehot`, on the held-out kit;
 - MACs alone (tau only: MACs are not milliseconds), the proxy a search without a device uses;
 - the held-out kit's second timing: the ceiling that timing noise leaves.
 
@@ -92,6 +93,8 @@ def main() -> None:
         archs, first, again = [archs[i] for i in unseen], first[unseen], again[unseen]
         cost = DeviceLatencyCost(str(fit / TABLE), device="this CPU").bind(supernet)
         predicted = np.array([cost.predict(a) for a in archs])
+        onehot = DeviceLatencyCost(str(fit / TABLE), features="onehot").bind(supernet)
+        with_onehot = np.array([onehot.predict(a) for a in archs])
         macs = np.array([AnalyticCost().bind(supernet)(a)["macs"] for a in archs])
         print(f"\n{len(cost.measured)} subnets fitted on, {len(archs)} held out "
               f"(timing both kits: {seconds:.0f} s); latency "
@@ -100,6 +103,7 @@ def main() -> None:
         print(f"{'predictor, cross-validated on the fitted kit':<52} "
               f"{cost.quality['kendall_tau']:8.3f} {cost.quality['mape']:8.1f}")
         _row("predictor, held-out kit", first, predicted)
+        _row(f"predictor, features=onehot ({onehot.family}), held-out kit", first, with_onehot)
         _row("MACs alone, held-out kit", first, macs, mape=False)
         _row("second timing of the held-out kit (noise ceiling)", first, again)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from search.hardware.device import FEATURES as DEVICE_FEATURES
 from search.hardware.meter import CLOCKS
 from search.mathnas.measure import CONTEXTS
 from search.mathnas.solve import ENGINES
@@ -245,6 +246,7 @@ class DeviceLatencyCost:
     min_rows: int = setting("fewest measured subnets the predictor is fitted on", ge=3)
     folds: int = setting("cross-validation folds", ge=2)
     seed: int = setting("seed of the folds", ge=0, le=MAX_SEED)
+    features: str = setting("what the predictor sees", choices=DEVICE_FEATURES)
 
 
 @dataclass

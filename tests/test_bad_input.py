@@ -148,6 +148,8 @@ CASES = [
     case("search", "hardware=device", "hardware.path={tmp}/kit/latency.csv",
          says="latency.csv does not exist: write a kit with `python -m search.device_kit"),
     case("search", "hardware=device", "hardware.min_rows=2", says="hardware.min_rows=2"),
+    case("search", "hardware=device", "hardware.features=pixels",
+         says="hardware.features=pixels: expected one of costs, onehot"),
     case("search", "hardware=cpu_lut", "hardware.passes=0", says="hardware.passes=0"),
     case("search", "hardware=cpu_lut", "hardware.passes=100",
          says="hardware.passes=100 exceeds hardware.meter.repeats=50"),

@@ -10,7 +10,8 @@ measure a sample of subnets there, predict the others from them.
 2. `python search.py hardware=device hardware.path=KIT/latency.csv` searches with
    `DeviceLatencyCost`: a subnet of the table keeps its measured latency; any other gets the
    prediction of a Ridge or SVR model fitted on the measured ones (chosen by cross-validation,
-   as LINAS chooses its predictors), on the space's one-hot features plus MACs and parameters.
+   as LINAS chooses its predictors) on the subnet's MACs, parameters and number of active
+   decisions (`features=onehot` adds the space's one-hot features).
    The cross-validated rank agreement and error of the predictor go into the log and the
    report, so how far the predicted latencies can be trusted is on record.
 """
@@ -42,6 +43,11 @@ TABLE = "latency.csv"
 KIT_JSON = "kit.json"
 RUNNER = "measure_onnxruntime.py"
 COLUMN = "latency_ms"
+SEEN = {  # what the predictor sees, per `features`
+    "costs": "MACs, parameters and active decisions",
+    "onehot": "one-hot decisions, MACs, parameters and active decisions",
+}
+FEATURES = tuple(SEEN)
 POOR_TAU = 0.7  # below this cross-validated Kendall tau the log says to measure more subnets
 HOW_TO = (
     "write a kit with `python -m search.device_kit --ckpt CKPT --out KIT`, run "
@@ -196,6 +202,10 @@ class DeviceLatencyCost(CostModel):
         min_rows: fewest measured subnets the predictor is fitted on.
         folds: cross-validation folds, for the choice of predictor and its reported quality.
         seed: seed of the folds.
+        features: what the predictor sees: `costs` (MACs, parameters, active decisions) or
+            `onehot` (those and the space's one-hot features: more to fit, so more subnets to
+            time; with 30-200 timed subnets of a MobileNetV3 space it ranked held-out ones
+            worse, see `bench/bench_device_latency.py`).
         analytic: the MACs/params part (default `AnalyticCost()`).
     """
 
@@ -208,9 +218,13 @@ class DeviceLatencyCost(CostModel):
         min_rows: int = 10,
         folds: int = 5,
         seed: int = 0,
+        features: str = "costs",
         analytic: AnalyticCost | None = None,
     ) -> None:
         super().__init__()
+        if features not in FEATURES:
+            raise HardwareError(f"hardware.features={features}: expected one of {list(FEATURES)}")
+        self.features = features
         self.path = None if path is None else Path(path)
         self.device = device or (self.path.parent.name if self.path is not None else "device")
         self.objective, self.column = objective, column
@@ -256,7 +270,7 @@ class DeviceLatencyCost(CostModel):
                 "stopped)"
             )
         self.measured = {a.arch_id: float(v) for a, v in zip(archs, latency, strict=True)}
-        costs = np.array([[c["macs"], c["params"]] for c in map(self.analytic, archs)])
+        costs = self._costs(archs)
         self._scale = np.maximum(costs.max(axis=0), 1.0)
         X = self._features(archs, costs)
         folds = self._folds_used = min(self.folds, len(archs))
@@ -284,18 +298,32 @@ class DeviceLatencyCost(CostModel):
             )
         return self
 
-    def _features(self, archs: Sequence[Arch], costs: np.ndarray) -> np.ndarray:
+    def _costs(self, archs: Sequence[Arch]) -> np.ndarray:
+        """MACs, parameters and the number of active decisions (layers, roughly) per arch."""
         space: SearchSpace = self._require_bound().space
-        return np.hstack([space.features(list(archs)), costs / self._scale])
+        rows = []
+        for arch in archs:
+            cost = self.analytic(arch)
+            active = sum(space.is_active(arch, d.label) for d in space.decisions)
+            rows.append([cost["macs"], cost["params"], active])
+        return np.array(rows, dtype=float)
+
+    def _features(self, archs: Sequence[Arch], costs: np.ndarray) -> np.ndarray:
+        X = costs / self._scale
+        if self.features == "onehot":
+            X = np.hstack([self._require_bound().space.features(list(archs)), X])
+        return X
 
     def settings(self) -> dict[str, Any]:
         return {"hardware": "device", "device": self.device, "table": self._digest,
-                "measured": len(self.measured), "predictor": self.family}
+                "measured": len(self.measured), "predictor": self.family,
+                "features": self.features}
 
     def describe(self) -> str:
         return (
             f"{self.objective}: measured on {self.device} for the {len(self.measured)} subnets "
-            f"of {self.path}, predicted for the others by a {self.family} model fitted on them "
+            f"of {self.path}, predicted for the others by a {self.family} model of their "
+            f"{SEEN[self.features]} fitted on them "
             f"({self._folds_used}-fold cross-validated Kendall tau "
             f"{self.quality.get('kendall_tau', float('nan')):.3f}, MAPE "
             f"{self.quality.get('mape', float('nan')):.1f} %)"
@@ -305,9 +333,7 @@ class DeviceLatencyCost(CostModel):
         """The predictor's latency for `arch` (measured or not)."""
         if self._predict is None:
             raise HardwareError("DeviceLatencyCost is not bound; call bind(supernet) first")
-        cost = self.analytic(arch)
-        X = self._features([arch], np.array([[cost["macs"], cost["params"]]]))
-        return float(self._predict(X)[0])
+        return float(self._predict(self._features([arch], self._costs([arch])))[0])
 
     def __call__(self, arch: Arch) -> dict[str, float]:
         out = self.analytic(arch)

@@ -162,6 +162,10 @@ def test_unmeasured_rows_are_skipped_and_too_few_measured_refused(
     with pytest.raises(HardwareError, match=r"holds 9 measured subnets \(3 rows still empty\)"):
         DeviceLatencyCost(str(table)).bind(supernet)
     assert len(DeviceLatencyCost(str(table), min_rows=9).bind(supernet).measured) == 9
+    onehot = DeviceLatencyCost(str(table), min_rows=9, features="onehot").bind(supernet)
+    first = sample_archs(supernet.space, 1, seed=0)[0]
+    assert onehot(first)[COLUMN] == pytest.approx(float(rows[0][COLUMN]), rel=1e-5)
+    assert onehot.settings()["features"] == "onehot" and "one-hot" in onehot.describe()
 
 
 @pytest.mark.parametrize(
