@@ -1,5 +1,7 @@
 """Write a kit for timing a supernet's subnets on another device:
-`python -m search.device_kit --ckpt CKPT --out KIT [--count 60]`.
+`python -m search.device_kit --ckpt CKPT --out KIT [--count 60]`, or `--pretrained NAME` for
+a published supernet's space (its architecture only: latency does not depend on the weights,
+so nothing is downloaded).
 
 The kit holds ONNX graphs of a sample of subnets, the table their latencies go into and the
 script that times them there (see `search.hardware.device`); a search then reads the filled
@@ -17,6 +19,20 @@ from search.hardware.device import KIT_JSON, RUNNER, TABLE, write_kit
 from supernet.checkpoint import load_supernet
 from supernet.errors import NASError
 from supernet.export import ONNX_OPSET
+from supernet.mobilenetv3 import MobileNetV3Supernet
+from supernet.pretrained import PUBLISHED, published
+
+
+def published_architecture(name: str) -> MobileNetV3Supernet:
+    """The supernet of a published image option with initial weights: its subnets' graphs
+    time like the published ones (no weight changes an operator's cost)."""
+    spec = published(name)
+    if spec.format != "ofa_mbv3":
+        raise NASError(
+            f"{name} is a translation supernet, timed by its own workload (beam search), which "
+            "is not one graph; a device kit holds image subnets (e.g. --pretrained ofa_mbv3_w10)"
+        )
+    return MobileNetV3Supernet(**dict(spec.supernet))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,7 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write a kit for timing a supernet's subnets on another device: ONNX "
         f"graphs, {TABLE} to fill and {RUNNER}, which fills it there.",
     )
-    parser.add_argument("--ckpt", required=True, help="the supernet checkpoint (last.ckpt)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", help="the supernet checkpoint (last.ckpt)")
+    source.add_argument("--pretrained", choices=sorted(PUBLISHED),
+                        help="a published supernet's space (no download: weights do not matter)")
     parser.add_argument("--out", required=True, help="the kit's folder (must not hold a kit)")
     parser.add_argument("--count", type=int, default=60, help="subnets in the kit (default 60)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random subnets")
@@ -38,9 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch < 1:
         parser.error("--batch must be at least 1")
     try:
-        supernet, _ = load_supernet(args.ckpt, trusted=args.trusted)
+        if args.pretrained:
+            supernet, origin = published_architecture(args.pretrained), args.pretrained
+        else:
+            supernet, _ = load_supernet(args.ckpt, trusted=args.trusted)
+            origin = str(Path(args.ckpt).resolve())
         out = write_kit(supernet, args.out, args.count, args.seed, args.batch, args.opset,
-                        checkpoint=str(Path(args.ckpt).resolve()))
+                        checkpoint=origin)
     except (NASError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -80,6 +80,8 @@ def write_kit(
 ) -> Path:
     """Write a kit for timing `count` subnets of `supernet` on another device; returns `out`.
 
+    `checkpoint`: where the supernet came from (a path or a published name), for `kit.json`.
+
     Refuses a folder that holds a kit already, so measured latencies are never overwritten.
     """
     if callable(getattr(supernet, "latency_workload", None)):
@@ -118,7 +120,7 @@ def write_kit(
     info = {
         "space": space.name,
         "supernet": f"{type(supernet).__module__}.{type(supernet).__qualname__}",
-        "checkpoint": checkpoint,
+        "source": checkpoint,
         "subnets": len(archs),
         "seed": seed,
         "input": f"float32, NCHW: {batch_size} x channels x resolution x resolution",

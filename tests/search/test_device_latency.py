@@ -229,3 +229,18 @@ def test_search_on_device_latency(kit: Path, supernet, tiny_ckpt: Path, tmp_path
         if row.arch_id in measured:
             assert row.metrics[COLUMN] == pytest.approx(measured[row.arch_id], rel=1e-5)
         assert row.metrics[COLUMN] > 0
+
+
+def test_a_published_space_gets_a_kit_without_its_weights(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """`--pretrained ofa_mbv3_w10`: OFA's space at ImageNet sizes, nothing downloaded."""
+    out = tmp_path / "ofa"
+    assert kit_main(["--pretrained", "ofa_mbv3_w10", "--out", str(out), "--count", "2"]) == 0
+    rows = _rows(out / TABLE)
+    assert [int(r["resolution"]) for r in rows] == [224, 128]
+    assert json.loads((out / KIT_JSON).read_text())["source"] == "ofa_mbv3_w10"
+    session = ort.InferenceSession(str(out / "models" / f"{rows[1]['arch_id']}.onnx"))
+    assert session.get_inputs()[0].shape == [1, 3, 128, 128]
+    capsys.readouterr()
+    assert kit_main(["--pretrained", "hat_wmt14ende", "--out", str(tmp_path / "hat")]) == 2
+    assert "not one graph" in capsys.readouterr().err
+    assert not (tmp_path / "hat").exists()
