@@ -21,6 +21,7 @@ from supernet.errors import NASError
 from supernet.export import ONNX_OPSET
 from supernet.mobilenetv3 import MobileNetV3Supernet
 from supernet.pretrained import PUBLISHED, published
+from supernet.protocol import Supernet
 
 
 def published_architecture(name: str) -> MobileNetV3Supernet:
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error("--batch must be at least 1")
+    supernet: Supernet
     try:
         if args.pretrained:
             supernet, origin = published_architecture(args.pretrained), args.pretrained
