@@ -73,7 +73,10 @@ def test_the_pages_show_commands() -> None:
 @pytest.mark.parametrize(
     ("page", "line"), ENTRY_COMMANDS, ids=[f"{p}:{line[:60]}" for p, line in ENTRY_COMMANDS]
 )
-def test_documented_command_composes(page: str, line: str) -> None:
+def test_documented_command_composes(
+    page: str, line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)  # the pages' commands run from the repository's root
     config_name, runs = _runs(line)
     for overrides in runs:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

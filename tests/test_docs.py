@@ -118,6 +118,11 @@ _SNIPPETS = [
 @pytest.mark.parametrize(
     ("path", "code"), _SNIPPETS, ids=[str(p.relative_to(_DOCS)) for p, _ in _SNIPPETS]
 )
-def test_python_examples_in_the_docs_run(path: Path, code: str) -> None:
-    """Every ```python block of the site runs as written (they are small and offline)."""
+def test_python_examples_in_the_docs_run(
+    path: Path, code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ```python block of the site runs as written (they are small and offline), from
+    the repository's root as the pages say."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # a block's sys.path.insert stays its own
     exec(compile(code, str(path), "exec"), {"__name__": "__docs__"})

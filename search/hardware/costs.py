@@ -62,6 +62,13 @@ def _model_device(model: nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
+def input_resolution(supernet: Any) -> int | None:
+    """The fixed input size of a supernet whose space has no `resolution` decision: its
+    `input_resolution` attribute (None when it has none)."""
+    value = getattr(supernet, "input_resolution", None)
+    return None if value is None else int(value)
+
+
 class ImageWorkload:
     """One forward pass of `batch_size` images at the arch's resolution (channels-last).
 
@@ -69,7 +76,8 @@ class ImageWorkload:
 
     Args:
         batch_size: images per pass.
-        resolution: used when the arch has no `resolution` decision.
+        resolution: used when the arch has no `resolution` decision (a supernet's
+            `input_resolution`, see `input_resolution`).
         channels: input channels; default the first convolution's `in_channels`.
         channels_last: NHWC inputs and weights (much faster for depthwise convs on CPU).
     """
@@ -107,7 +115,8 @@ class ImageWorkload:
         if resolution is None:
             raise HardwareError(
                 "the image workload needs an input resolution: the space has no 'resolution' "
-                "decision, so set the workload's resolution"
+                "decision, so give the supernet an `input_resolution` attribute (the image size "
+                "it runs at)"
             )
         channels = self.channels
         if channels is None:
@@ -229,7 +238,8 @@ class AnalyticCost(CostModel):
             if metric == "params":
                 out[metric] = float(sum(p.numel() for p in subnet.parameters()))
             else:
-                run = ImageWorkload(batch_size=1, channels_last=False)(subnet, arch)
+                workload = ImageWorkload(1, input_resolution(supernet), channels_last=False)
+                run = workload(subnet, arch)
                 out[metric] = float(count_macs(subnet, run))
         return out
 
@@ -302,7 +312,11 @@ class MeasuredLatencyCost(CostModel):
         if self.workload is None:
             factory = getattr(supernet, "latency_workload", None)
             batch = self.meter.batch_size
-            self.workload = factory(batch_size=batch) if factory else ImageWorkload(batch)
+            self.workload = (
+                factory(batch_size=batch)
+                if factory
+                else ImageWorkload(batch, input_resolution(supernet))
+            )
         self._latency = self.measure
         if store is not None:
             self._latency = store.cached(

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import KFold, cross_val_predict
 
-from search.hardware.costs import AnalyticCost, CostModel, ImageWorkload
+from search.hardware.costs import AnalyticCost, CostModel, ImageWorkload, input_resolution
 from search.hardware.meter import HardwareError
 from search.predictors import fast_predict, fit_predictor, predictor_family, predictor_quality
 from search.store import Store
@@ -100,7 +100,7 @@ def write_kit(
         )
     space: SearchSpace = supernet.space
     archs = sample_archs(space, count, seed)
-    workload = ImageWorkload(batch_size, channels_last=False)
+    workload = ImageWorkload(batch_size, input_resolution(supernet), channels_last=False)
     analytic = AnalyticCost().bind(supernet)
     labels = [d.label for d in space.decisions]
     rows = []

@@ -23,6 +23,7 @@ from search.hardware.costs import (
     ImageWorkload,
     MeasuredLatencyCost,
     describe_timing,
+    input_resolution,
 )
 from search.hardware.meter import HardwareError, LatencyMeter
 from search.store import Store
@@ -100,7 +101,9 @@ class OnnxRuntimeCost(MeasuredLatencyCost):
                     f"{type(supernet).__name__} is timed by its own workload (beam search), "
                     "which is not one graph: use hardware=cpu"
                 )
-            self.workload = ImageWorkload(self.meter.batch_size, channels_last=False)
+            self.workload = ImageWorkload(
+                self.meter.batch_size, input_resolution(supernet), channels_last=False
+            )
         super().bind(supernet, store, checkpoint)
         return self
 
