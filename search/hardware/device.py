@@ -300,12 +300,15 @@ class DeviceLatencyCost(CostModel):
             )
         return self
 
-    def _costs(self, archs: Sequence[Arch]) -> np.ndarray:
-        """MACs, parameters and the number of active decisions (layers, roughly) per arch."""
+    def _costs(
+        self, archs: Sequence[Arch], analytic: Sequence[dict[str, float]] | None = None
+    ) -> np.ndarray:
+        """MACs, parameters and the number of active decisions (layers, roughly) per arch
+        (`analytic`: their analytic costs, when the caller has them)."""
         space: SearchSpace = self._require_bound().space
+        costs = analytic if analytic is not None else [self.analytic(a) for a in archs]
         rows = []
-        for arch in archs:
-            cost = self.analytic(arch)
+        for arch, cost in zip(archs, costs, strict=True):
             active = sum(space.is_active(arch, d.label) for d in space.decisions)
             rows.append([cost["macs"], cost["params"], active])
         return np.array(rows, dtype=float)
@@ -331,16 +334,18 @@ class DeviceLatencyCost(CostModel):
             f"{self.quality.get('mape', float('nan')):.1f} %)"
         )
 
-    def predict(self, arch: Arch) -> float:
-        """The predictor's latency for `arch` (measured or not)."""
+    def predict(self, arch: Arch, analytic: dict[str, float] | None = None) -> float:
+        """The predictor's latency for `arch` (measured or not; `analytic`: its analytic
+        costs, when the caller has them)."""
         if self._predict is None:
             raise HardwareError("DeviceLatencyCost is not bound; call bind(supernet) first")
-        return float(self._predict(self._features([arch], self._costs([arch])))[0])
+        costs = self._costs([arch], None if analytic is None else [analytic])
+        return float(self._predict(self._features([arch], costs))[0])
 
     def __call__(self, arch: Arch) -> dict[str, float]:
         out = self.analytic(arch)
         measured = self.measured.get(arch.arch_id)
-        out[self.objective] = measured if measured is not None else self.predict(arch)
+        out[self.objective] = measured if measured is not None else self.predict(arch, out)
         return out
 
 

@@ -85,6 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or not 0 <= args.trim < 0.5 or args.threads < 1:
         parser.error("need repeats >= 1, warmup >= 0, threads >= 1 and 0 <= trim < 0.5")
+    try:
+        import numpy  # noqa: F401
+        import onnxruntime
+    except ImportError as err:
+        print(f"error: timing the kit needs numpy and onnxruntime ({err}): pip install numpy "
+              "onnxruntime", file=sys.stderr)
+        return 2
+    available = onnxruntime.get_available_providers()
+    if args.provider not in available:
+        print(f"error: --provider {args.provider} is not available here; this onnxruntime has "
+              f"{', '.join(available)}", file=sys.stderr)
+        return 2
     kit = Path(args.kit)
     table = kit / TABLE
     if not table.is_file():

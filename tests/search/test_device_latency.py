@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -244,3 +245,22 @@ def test_a_published_space_gets_a_kit_without_its_weights(tmp_path: Path, capsys
     assert kit_main(["--pretrained", "hat_wmt14ende", "--out", str(tmp_path / "hat")]) == 2
     assert "not one graph" in capsys.readouterr().err
     assert not (tmp_path / "hat").exists()
+
+
+def test_runner_without_onnxruntime_or_its_provider_says_so(kit: Path, tmp_path: Path) -> None:
+    """On a device that lacks onnxruntime, or the execution provider asked for: one line,
+    exit code 2, the table untouched."""
+    blocker = tmp_path / "blocked" / "onnxruntime"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named onnxruntime')\n")
+    before = (kit / TABLE).read_bytes()
+    for env, args, says in (
+        ({"PYTHONPATH": str(blocker.parent)}, [], "pip install numpy onnxruntime"),
+        ({}, ["--provider", "NoSuchExecutionProvider"], "is not available here"),
+    ):
+        done = subprocess.run([sys.executable, str(kit / RUNNER), *args], capture_output=True,
+                              text=True, env={**os.environ, **env}, cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: ") and len(done.stderr.splitlines()) == 1
+        assert says in done.stderr
+    assert (kit / TABLE).read_bytes() == before
