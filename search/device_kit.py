@@ -1,11 +1,13 @@
 """Write a kit for timing a supernet's subnets on another device:
 `python -m search.device_kit --ckpt CKPT --out KIT [--count 60]`, or `--pretrained NAME` for
-a published supernet's space (its architecture only: latency does not depend on the weights,
-so nothing is downloaded).
+a published supernet's space. An image space needs its architecture only (latency does not
+depend on the weights, so nothing is downloaded); a translation space needs the published
+file for its vocabulary (downloaded once, or `--pretrained-path FILE`).
 
-The kit holds ONNX graphs of a sample of subnets, the table their latencies go into and the
-script that times them there (see `search.hardware.device`); a search then reads the filled
-table with `hardware=device hardware.path=KIT/latency.csv`.
+The kit holds ONNX graphs of a sample of subnets (an image subnet: one graph; a translation
+subnet: its encoder and decoder-step graphs, decoded by beam search), the table their
+latencies go into and the script that times them there (see `search.hardware.device`); a
+search then reads the filled table with `hardware=device hardware.path=KIT/latency.csv`.
 """
 
 from __future__ import annotations
@@ -20,20 +22,18 @@ from supernet.checkpoint import load_supernet
 from supernet.errors import NASError
 from supernet.export import ONNX_OPSET
 from supernet.mobilenetv3 import MobileNetV3Supernet
-from supernet.pretrained import PUBLISHED, published
+from supernet.pretrained import PUBLISHED, load_pretrained, published
 from supernet.protocol import Supernet
 
 
-def published_architecture(name: str) -> MobileNetV3Supernet:
-    """The supernet of a published image option with initial weights: its subnets' graphs
-    time like the published ones (no weight changes an operator's cost)."""
+def published_architecture(name: str, path: str | None = None, trusted: bool = False) -> Supernet:
+    """The supernet of a published option, for timing: an image space with initial weights
+    (its subnets' graphs time like the published ones: no weight changes an operator's cost);
+    a translation space with its published weights, the only place its vocabulary is."""
     spec = published(name)
-    if spec.format != "ofa_mbv3":
-        raise NASError(
-            f"{name} is a translation supernet, timed by its own workload (beam search), which "
-            "is not one graph; a device kit holds image subnets (e.g. --pretrained ofa_mbv3_w10)"
-        )
-    return MobileNetV3Supernet(**dict(spec.supernet))
+    if spec.format == "ofa_mbv3":
+        return MobileNetV3Supernet(**dict(spec.supernet))
+    return load_pretrained(name, path=path, trusted=trusted)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--ckpt", help="the supernet checkpoint (last.ckpt)")
     source.add_argument("--pretrained", choices=sorted(PUBLISHED),
-                        help="a published supernet's space (no download: weights do not matter)")
+                        help="a published supernet's space (image spaces: no download, weights "
+                        "do not matter; translation spaces: the file, for its vocabulary)")
+    parser.add_argument("--pretrained-path",
+                        help="a local copy of the published file (translation options)")
     parser.add_argument("--out", required=True, help="the kit's folder (must not hold a kit)")
     parser.add_argument("--count", type=int, default=60, help="subnets in the kit (default 60)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random subnets")
@@ -57,10 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error("--batch must be at least 1")
+    if args.pretrained_path and not args.pretrained:
+        parser.error("--pretrained-path goes with --pretrained")
     supernet: Supernet
     try:
         if args.pretrained:
-            supernet, origin = published_architecture(args.pretrained), args.pretrained
+            supernet = published_architecture(args.pretrained, args.pretrained_path,
+                                              args.trusted)
+            origin = args.pretrained
         else:
             supernet, _ = load_supernet(args.ckpt, trusted=args.trusted)
             origin = str(Path(args.ckpt).resolve())

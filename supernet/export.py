@@ -40,12 +40,15 @@ def to_onnx(
     path: str | Path,
     opset: int = ONNX_OPSET,
     dynamic_batch: bool = True,
+    names: tuple[Sequence[str], Sequence[str]] | None = None,
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
 ) -> Path:
     """Write `model` (eval mode) as an ONNX graph traced on `example_inputs`.
 
     Inputs are named `input0`, `input1`, ...; the output `output`. Axis 0 of every input and
     of the output is dynamic when `dynamic_batch`; axis 1 of integer (token) inputs is
-    dynamic too, so a translation model takes sentences of any length.
+    dynamic too, so a translation model takes sentences of any length. A graph of several
+    outputs passes its own `names` (inputs, outputs) and `dynamic_axes` instead.
     """
     try:
         import onnx  # noqa: F401  (the exporter needs it)
@@ -56,10 +59,15 @@ def to_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     inputs = tuple(x.contiguous() for x in example_inputs)
-    names = [f"input{i}" for i in range(len(inputs))]
     dynamic: dict[str, dict[int, str]] = {}
-    if dynamic_batch:
-        for name, x in zip(names, inputs, strict=True):
+    if names is not None:
+        input_names, output_names = list(names[0]), list(names[1])
+        dynamic = dict(dynamic_axes or {})
+    else:
+        input_names = [f"input{i}" for i in range(len(inputs))]
+        output_names = ["output"]
+    if dynamic_batch and names is None:
+        for name, x in zip(input_names, inputs, strict=True):
             axes = {0: "batch"}
             if not torch.is_floating_point(x) and x.ndim >= 2:
                 axes[1] = f"{name}_length"
@@ -72,7 +80,7 @@ def to_onnx(
             warnings.simplefilter("ignore")  # tracer warnings about Python control flow
             partial = path.with_name(path.name + ".partial")
             torch.onnx.export(
-                model, inputs, str(partial), input_names=names, output_names=["output"],
+                model, inputs, str(partial), input_names=input_names, output_names=output_names,
                 dynamic_axes=dynamic or None, opset_version=opset, dynamo=False,
             )
         partial.replace(path)  # renamed when whole: no half-written file on failure

@@ -36,6 +36,9 @@ from search.predictors import fast_predict, fit_predictor, predictor_family, pre
 from search.store import Store
 from supernet.export import ONNX_OPSET, to_onnx
 from supernet.space import Arch, SearchSpace
+from supernet.transformer.core import SubTransformer
+from supernet.transformer.latency import TranslationWorkload
+from supernet.transformer.onnx_decoding import export_decoding, first_token, vocab_sizes
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +87,6 @@ def write_kit(
 
     Refuses a folder that holds a kit already, so measured latencies are never overwritten.
     """
-    if callable(getattr(supernet, "latency_workload", None)):
-        raise HardwareError(
-            f"a device kit holds one ONNX graph per subnet; a {type(supernet).__name__} is "
-            "timed by its own workload (beam search), which is not one graph: time it with "
-            "hardware=cpu or hardware=gpu on the device itself"
-        )
     if count < 2:
         raise HardwareError(f"a device kit needs at least 2 subnets, got count={count}")
     out = Path(out)
@@ -100,7 +97,11 @@ def write_kit(
         )
     space: SearchSpace = supernet.space
     archs = sample_archs(space, count, seed)
-    workload = ImageWorkload(batch_size, input_resolution(supernet), channels_last=False)
+    translation = callable(getattr(supernet, "latency_workload", None))
+    if translation:
+        workload: Any = supernet.latency_workload(batch_size)
+    else:
+        workload = ImageWorkload(batch_size, input_resolution(supernet), channels_last=False)
     analytic = AnalyticCost().bind(supernet)
     labels = [d.label for d in space.decisions]
     rows = []
@@ -108,8 +109,13 @@ def write_kit(
 
     for arch in track(archs, description=f"exporting {len(archs)} subnets", transient=True):
         model = supernet.export_subnet(arch).eval().cpu()
-        x = workload.inputs(model, arch)
-        to_onnx(model, (x,), out / "models" / f"{arch.arch_id}.onnx", opset, dynamic_batch=False)
+        if translation:
+            export_decoding(model, out / "models" / arch.arch_id, batch_size, workload.src_len,
+                            workload.beam_size, opset)
+        else:
+            x = workload.inputs(model, arch)
+            to_onnx(model, (x,), out / "models" / f"{arch.arch_id}.onnx", opset,
+                    dynamic_batch=False)
         cost = analytic(arch)
         rows.append({"arch_id": arch.arch_id, COLUMN: "", "macs": int(cost["macs"]),
                      "params": int(cost["params"]), **{k: arch[k] for k in labels}})
@@ -127,9 +133,29 @@ def write_kit(
         "batch_size": batch_size,
         "opset": opset,
     }
+    if translation:
+        info["input"] = (
+            f"{batch_size} source sentence(s) of {workload.src_len} tokens, beam search "
+            f"(beam {workload.beam_size}, {workload.tgt_len} decoder steps)"
+        )
+        info["translation"] = translation_spec(model, workload)
     (out / KIT_JSON).write_text(json.dumps(info, indent=2) + "\n")
     shutil.copyfile(Path(__file__).with_name("device_runner.py"), out / RUNNER)
     return out
+
+
+def translation_spec(model: SubTransformer, workload: TranslationWorkload) -> dict[str, int]:
+    """What the kit's runner needs to decode as `workload` does (kit.json `translation`)."""
+    return {
+        **{k: int(v) for k, v in workload.settings().items() if k != "workload"},
+        "seed": workload.seed,
+        "src_vocab": vocab_sizes(model)[0],
+        "vocab": vocab_sizes(model)[1],
+        "pad": model.pad_index,
+        "bos": model.bos_index,
+        "eos": model.eos_index,
+        "first_token": first_token(model),
+    }
 
 
 def _option_parser(space: SearchSpace) -> dict[str, dict[str, Any]]:

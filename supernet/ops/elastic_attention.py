@@ -49,6 +49,10 @@ class MultiheadAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, self.qkv_dim // self.num_heads).transpose(1, 2)
 
+    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of a (B, S, E) source, split into heads: (B, heads, S, head size)."""
+        return self._split(self.k_proj(source)), self._split(self.v_proj(source))
+
     def forward(
         self,
         query: torch.Tensor,
@@ -68,8 +72,7 @@ class MultiheadAttention(nn.Module):
         if cache is not None and memory is not None and "k" in cache:
             k, v = cache["k"], cache["v"]
         else:
-            source = query if memory is None else memory
-            k, v = self._split(self.k_proj(source)), self._split(self.v_proj(source))
+            k, v = self.keys_values(query if memory is None else memory)
             if cache is not None:
                 if memory is None and "k" in cache:
                     k = torch.cat([cache["k"], k], dim=2)

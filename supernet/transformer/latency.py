@@ -52,9 +52,9 @@ class TranslationWorkload:
     def __call__(self, model: nn.Module, arch: Mapping[str, Any]) -> Callable[[], Any]:
         if not isinstance(model, TransformerCore):
             raise TypeError(f"the translation workload times Transformers, not {type(model)}")
-        weight = model.tgt_embed.weight
+        weight = model.src_embed.weight
         assert isinstance(weight, torch.Tensor)
-        vocab = int(weight.shape[0])
+        vocab = int(weight.shape[0])  # source tokens: any of the source dictionary
         generator = torch.Generator().manual_seed(self.seed)
         src = torch.randint(4, vocab, (self.batch_size, self.src_len), generator=generator)
         src[:, -1] = int(model.eos_index)

@@ -17,7 +17,7 @@ import torch
 from scipy import stats
 
 from search.device_kit import main as kit_main
-from search.hardware import AnalyticCost, DeviceLatencyCost, HardwareError, write_kit
+from search.hardware import AnalyticCost, DeviceLatencyCost, HardwareError
 from search.hardware.device import COLUMN, KIT_JSON, RUNNER, TABLE, sample_archs
 from supernet.checkpoint import load_supernet
 from supernet.space import Arch
@@ -200,17 +200,6 @@ def test_a_kit_of_another_space_is_refused(supernet, tmp_path: Path) -> None:  #
         DeviceLatencyCost(str(table)).bind(supernet)
 
 
-def test_a_transformer_gets_no_kit(tmp_path: Path) -> None:
-    from supernet.transformer.model import TransformerSupernet
-
-    class Stub(TransformerSupernet):
-        def __init__(self) -> None:  # no weights needed to be refused
-            pass
-
-    with pytest.raises(HardwareError, match="not one graph"):
-        write_kit(Stub(), tmp_path / "kit")
-
-
 @pytest.mark.slow
 def test_search_on_device_latency(kit: Path, supernet, tiny_ckpt: Path, tmp_path: Path) -> None:  # noqa: ANN001
     """`search.py hardware=device`: the report says where the latencies come from, and a
@@ -241,9 +230,12 @@ def test_a_published_space_gets_a_kit_without_its_weights(tmp_path: Path, capsys
     assert json.loads((out / KIT_JSON).read_text())["source"] == "ofa_mbv3_w10"
     session = ort.InferenceSession(str(out / "models" / f"{rows[1]['arch_id']}.onnx"))
     assert session.get_inputs()[0].shape == [1, 3, 128, 128]
-    capsys.readouterr()
-    assert kit_main(["--pretrained", "hat_wmt14ende", "--out", str(tmp_path / "hat")]) == 2
-    assert "not one graph" in capsys.readouterr().err
+    capsys.readouterr()  # a translation space reads its vocabulary from the published file
+    missing = str(tmp_path / "HAT_wmt14ende_super_space0.pt")
+    argv = ["--pretrained", "hat_wmt14ende", "--pretrained-path", missing, "--out", "hat"]
+    assert kit_main([*argv[:-1], str(tmp_path / "hat")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and missing in err
     assert not (tmp_path / "hat").exists()
 
 
