@@ -14,7 +14,9 @@ error:
 - the held-out kit's second timing: the ceiling that timing noise leaves.
 
     python bench/bench_device_latency.py --ckpt outputs/train/runs/<time>/checkpoints/last.ckpt
-        [--fit 60] [--held-out 40] [--repeats 50] [--threads 1]
+        [--fit 60] [--held-out 40] [--repeats 50] [--warmup 10] [--threads 1]
+    python bench/bench_device_latency.py --pretrained hat_iwslt14deen --pretrained-path FILE
+        --repeats 5 --warmup 2   (a translation space: each timing is a whole beam search)
 """
 
 from __future__ import annotations
@@ -34,15 +36,17 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search.device_kit import main as write_kit_cli  # noqa: E402
+from search.device_kit import published_architecture  # noqa: E402
 from search.hardware import AnalyticCost, DeviceLatencyCost  # noqa: E402
 from search.hardware.device import COLUMN, RUNNER, TABLE, read_latencies  # noqa: E402
 from supernet.checkpoint import load_supernet  # noqa: E402
 
 
-def _time(kit: Path, repeats: int, threads: int) -> float:
+def _time(kit: Path, repeats: int, threads: int, warmup: int) -> float:
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, str(kit / RUNNER), "--repeats", str(repeats), "--threads", str(threads)],
+        [sys.executable, str(kit / RUNNER), "--repeats", str(repeats), "--threads", str(threads),
+         "--warmup", str(warmup)],
         check=True, stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - started
@@ -67,25 +71,37 @@ def _row(name: str, truth: np.ndarray, guess: np.ndarray, mape: bool = True) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True, help="a supernet checkpoint (image supernet)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", help="a supernet checkpoint")
+    source.add_argument("--pretrained", help="a published supernet's space (search.device_kit)")
+    parser.add_argument("--pretrained-path", help="the published file (translation spaces)")
     parser.add_argument("--fit", type=int, default=60, help="subnets the predictor is fitted on")
     parser.add_argument("--held-out", type=int, default=40, help="subnets it is tested on")
     parser.add_argument("--repeats", type=int, default=50, help="timed runs per subnet")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs per subnet")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
     args = parser.parse_args()
-    supernet, _ = load_supernet(args.ckpt)
+    if args.ckpt:
+        supernet, _ = load_supernet(args.ckpt)
+        source = ["--ckpt", args.ckpt]
+    else:
+        supernet = published_architecture(args.pretrained, args.pretrained_path)
+        source = ["--pretrained", args.pretrained]
+        if args.pretrained_path:
+            source += ["--pretrained-path", args.pretrained_path]
+    timing = (args.repeats, args.threads, args.warmup)
     with tempfile.TemporaryDirectory(prefix="device_bench_") as tmp:
         fit, held = Path(tmp) / "fit", Path(tmp) / "held_out"
         for out, count, seed in ((fit, args.fit, 0), (held, args.held_out, 1)):
-            argv = ["--ckpt", args.ckpt, "--out", str(out), "--count", str(count)]
+            argv = [*source, "--out", str(out), "--count", str(count)]
             if write_kit_cli([*argv, "--seed", str(seed)]) != 0:
                 raise SystemExit(2)
         print(f"load average {os.getloadavg()[0]:.1f}; timing with {args.repeats} repeats, "
               f"{args.threads} thread(s)")
-        seconds = _time(fit, args.repeats, args.threads) + _time(held, args.repeats, args.threads)
+        seconds = _time(fit, *timing) + _time(held, *timing)
         archs, first, _ = read_latencies(held / TABLE, supernet.space)
         _clear(held / TABLE)
-        _time(held, args.repeats, args.threads)
+        _time(held, *timing)
         again_archs, again, _ = read_latencies(held / TABLE, supernet.space)
         assert [a.arch_id for a in again_archs] == [a.arch_id for a in archs]
         unseen = [i for i, a in enumerate(archs) if a.arch_id not in

@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random subnets")
     parser.add_argument("--batch", type=int, default=1, help="batch of the graphs (default 1)")
     parser.add_argument("--opset", type=int, default=ONNX_OPSET, help="ONNX opset")
+    parser.add_argument("--weights", action="store_true",
+                        help="keep the trained weights in the graphs (large; by default the "
+                        "runner times each graph on random weights it writes beside it)")
     parser.add_argument("--trusted", action="store_true",
                         help="load a checkpoint holding Python objects (runs code from it)")
     args = parser.parse_args(argv)
@@ -72,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             supernet, _ = load_supernet(args.ckpt, trusted=args.trusted)
             origin = str(Path(args.ckpt).resolve())
         out = write_kit(supernet, args.out, args.count, args.seed, args.batch, args.opset,
-                        checkpoint=origin)
+                        checkpoint=origin, weights=args.weights)
     except (NASError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

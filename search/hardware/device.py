@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ SEEN = {  # what the predictor sees, per `features`
 }
 FEATURES = tuple(SEEN)
 POOR_TAU = 0.7  # below this cross-validated Kendall tau the log says to measure more subnets
+WEIGHTLESS = "random, written on the device while each graph is timed (see `weightless`)"
 HOW_TO = (
     "write a kit with `python -m search.device_kit --ckpt CKPT --out KIT`, run "
     f"KIT/{RUNNER} on the device, then pass hardware.path=KIT/{TABLE}"
@@ -80,10 +81,15 @@ def write_kit(
     batch_size: int = 1,
     opset: int = ONNX_OPSET,
     checkpoint: str = "",
+    weights: bool = False,
 ) -> Path:
     """Write a kit for timing `count` subnets of `supernet` on another device; returns `out`.
 
     `checkpoint`: where the supernet came from (a path or a published name), for `kit.json`.
+    `weights`: keep the trained weights in the graphs. Without them (the default) a graph holds
+    its structure only and the runner writes random weights beside it while it times it: a
+    latency does not depend on the values, and a kit of 60 translation subnets shrinks from
+    gigabytes to megabytes (`weightless`).
 
     Refuses a folder that holds a kit already, so measured latencies are never overwritten.
     """
@@ -105,17 +111,20 @@ def write_kit(
     analytic = AnalyticCost().bind(supernet)
     labels = [d.label for d in space.decisions]
     rows = []
+    generated: dict[str, int] = {}
     from rich.progress import track
 
     for arch in track(archs, description=f"exporting {len(archs)} subnets", transient=True):
         model = supernet.export_subnet(arch).eval().cpu()
         if translation:
-            export_decoding(model, out / "models" / arch.arch_id, batch_size, workload.src_len,
-                            workload.beam_size, opset)
+            graphs = export_decoding(model, out / "models" / arch.arch_id, batch_size,
+                                     workload.src_len, workload.beam_size, opset)
         else:
             x = workload.inputs(model, arch)
-            to_onnx(model, (x,), out / "models" / f"{arch.arch_id}.onnx", opset,
-                    dynamic_batch=False)
+            graphs = (to_onnx(model, (x,), out / "models" / f"{arch.arch_id}.onnx", opset,
+                              dynamic_batch=False),)
+        if not weights:
+            generated.update({g.name: weightless(g) for g in graphs})
         cost = analytic(arch)
         rows.append({"arch_id": arch.arch_id, COLUMN: "", "macs": int(cost["macs"]),
                      "params": int(cost["params"]), **{k: arch[k] for k in labels}})
@@ -132,7 +141,10 @@ def write_kit(
         "input": f"float32, NCHW: {batch_size} x channels x resolution x resolution",
         "batch_size": batch_size,
         "opset": opset,
+        "weights": "trained" if weights else WEIGHTLESS,
     }
+    if generated:
+        info["generated_weights"] = generated  # bytes of each graph's `.weights` file
     if translation:
         info["input"] = (
             f"{batch_size} source sentence(s) of {workload.src_len} tokens, beam search "
@@ -142,6 +154,42 @@ def write_kit(
     (out / KIT_JSON).write_text(json.dumps(info, indent=2) + "\n")
     shutil.copyfile(Path(__file__).with_name("device_runner.py"), out / RUNNER)
     return out
+
+
+def weightless(graph: Path) -> int:
+    """Leave `graph`'s float tensors of 1 KB or more out: the graph names a `<graph>.weights`
+    file for them (ONNX external data, one after another) that the runner writes on the
+    device. Returns that file's size in bytes."""
+    import onnx
+    from onnx import TensorProto, external_data_helper
+
+    model = onnx.load(str(graph))
+    location, offset = graph.name + ".weights", 0
+    for tensor in _tensors(model.graph):
+        if tensor.data_type != TensorProto.FLOAT or len(tensor.raw_data) < 1024:
+            continue
+        length = len(tensor.raw_data)
+        external_data_helper.set_external_data(tensor, location, offset, length)
+        tensor.ClearField("raw_data")
+        offset += length
+    onnx.save_model(model, str(graph))
+    return offset
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor an ONNX graph holds: initializers and constants, subgraphs included."""
+    import onnx
+
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.TENSOR:
+                yield attribute.t
+            elif attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _tensors(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for sub in attribute.graphs:
+                    yield from _tensors(sub)
 
 
 def translation_spec(model: SubTransformer, workload: TranslationWorkload) -> dict[str, int]:

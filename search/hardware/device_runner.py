@@ -14,8 +14,12 @@ only at the last one) over its two graphs, `<arch_id>.encoder.onnx` once and
 `<arch_id>.decoder.onnx` once per step; the beam bookkeeping runs in numpy and is timed too.
 The CSV is rewritten after every model, and rows that already hold a latency are kept: a run
 that was stopped goes on where it stopped.
-Timing with another runtime (TensorRT, TFLite, Core ML) works as well: fill the `latency_ms`
-column any way you like; the search reads only that column and the decisions.
+A kit is written without the trained weights unless asked (`--weights`): each graph names a
+`<graph>.weights` file that this script fills with random values while it times the graph and
+removes after (`--keep-weights` keeps them); kit.json lists their sizes. Timing with another
+runtime (TensorRT, TFLite, Core ML) works as well: keep the weights, convert the graphs, and
+fill the `latency_ms` column any way you like; the search reads only that column and the
+decisions.
 
 This file is copied into the kit by `python -m search.device_kit`; it imports nothing of
 the framework, so the kit's folder is all the device needs.
@@ -24,17 +28,44 @@ the framework, so the kit's folder is all the device needs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TABLE = "latency.csv"
 KIT_JSON = "kit.json"
 COLUMN = "latency_ms"
+
+
+@contextlib.contextmanager
+def random_weights(graphs: list[Path], sizes: dict, keep: bool = False) -> Iterator[None]:
+    """Write the `<graph>.weights` file of each graph the kit left its weights out of (`sizes`:
+    bytes per graph name): random float32 values of a trained network's scale, for the time
+    the graphs are timed (a latency does not depend on the values); removed after unless
+    `keep`."""
+    import numpy as np
+
+    written = []
+    try:
+        for graph in graphs:
+            size = sizes.get(graph.name)
+            data = graph.with_name(graph.name + ".weights")
+            if size is None or (data.is_file() and data.stat().st_size == size):
+                continue
+            values = np.random.default_rng(0).standard_normal(size // 4, dtype=np.float32)
+            (values * np.float32(0.02)).tofile(data)
+            written.append(data)
+        yield
+    finally:
+        if not keep:
+            for data in written:
+                data.unlink(missing_ok=True)
 
 
 def _session(path: Path, threads: int, provider: str):  # noqa: ANN202 - onnxruntime's type
@@ -158,6 +189,9 @@ def _write(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kit", default=str(HERE), help="the kit folder (default: here)")
+    parser.add_argument("--keep-weights", action="store_true",
+                        help="keep the random weights written beside graphs that have none "
+                        "(to convert the graphs for another runtime)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads")
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs per model")
     parser.add_argument("--repeats", type=int, default=50, help="timed runs per model")
@@ -202,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {', '.join(missing)} missing", file=sys.stderr)
             return 2
         timing = (args.threads, args.warmup, args.repeats, args.trim, args.provider)
-        ms = time_translation(prefix, spec, *timing) if spec else time_model(graphs[0], *timing)
+        with random_weights(graphs, info.get("generated_weights", {}), args.keep_weights):
+            ms = (time_translation(prefix, spec, *timing) if spec
+                  else time_model(graphs[0], *timing))
         row[COLUMN] = f"{ms:.6g}"
         _write(table, fields, rows)
         print(f"[{i}/{len(todo)}] {row['arch_id']}: {ms:.3f} ms", flush=True)

@@ -40,7 +40,8 @@ def _net(fairseq: bool) -> TransformerSupernet:
 @pytest.fixture(scope="module", params=[False, True], ids=["ours", "fairseq_conventions"])
 def kit(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     net = _net(request.param)
-    out = write_kit(net, tmp_path_factory.mktemp("tx") / "kit", count=KIT_SIZE, seed=0)
+    out = write_kit(net, tmp_path_factory.mktemp("tx") / "kit", count=KIT_SIZE, seed=0,
+                    weights=True)
     return net, out
 
 
@@ -100,10 +101,13 @@ def test_kit_decodes_every_subnet_as_pytorch_does(kit) -> None:  # noqa: ANN001
     assert len(distinct) > 1  # the subnets decode differently: the comparison has teeth
 
 
-def test_runner_times_a_translation_kit_and_the_search_reads_it(kit, tmp_path: Path) -> None:  # noqa: ANN001
-    """The kit's own script on the device: one beam search per timing, every row filled; the
-    table then serves `hardware=device` (measured latencies kept, the rest predicted)."""
-    net, out = kit
+def test_runner_times_a_translation_kit_and_the_search_reads_it(tmp_path: Path) -> None:
+    """The kit's own script on the device (a kit without weights, the default): one beam
+    search per timing, every row filled; the table then serves `hardware=device` (measured
+    latencies kept, the rest predicted)."""
+    net = _net(False)
+    out = write_kit(net, tmp_path / "kit", count=KIT_SIZE, seed=0)
+    assert len(json.loads((out / KIT_JSON).read_text())["generated_weights"]) == 2 * KIT_SIZE
     done = subprocess.run([sys.executable, str(out / RUNNER), "--warmup", "0", "--repeats", "2"],
                           capture_output=True, text=True, check=True, cwd=tmp_path)  # fmt: skip
     assert f"timing {KIT_SIZE}" in done.stdout

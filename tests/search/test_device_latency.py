@@ -35,6 +35,15 @@ def kit(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def trained_kit(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same kit with the trained weights in its graphs (`--weights`)."""
+    out = tmp_path_factory.mktemp("device") / "trained"
+    argv = ["--ckpt", str(tiny_ckpt), "--out", str(out), "--count", str(KIT_SIZE), "--weights"]
+    assert kit_main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
 def supernet(tiny_ckpt: Path):  # noqa: ANN201 - the tiny MobileNetV3 supernet
     return load_supernet(tiny_ckpt)[0]
 
@@ -51,7 +60,8 @@ def _write(table: Path, rows: list[dict[str, str]]) -> None:
         writer.writerows(rows)
 
 
-def test_kit_holds_one_graph_per_subnet_equal_to_it(kit: Path, supernet) -> None:  # noqa: ANN001
+def test_kit_holds_one_graph_per_subnet_equal_to_it(trained_kit: Path, supernet) -> None:  # noqa: ANN001
+    kit = trained_kit
     rows = _rows(kit / TABLE)
     labels = [d.label for d in supernet.space.decisions]
     assert list(rows[0]) == ["arch_id", COLUMN, "macs", "params", *labels]
@@ -76,6 +86,30 @@ def test_kit_holds_one_graph_per_subnet_equal_to_it(kit: Path, supernet) -> None
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
 
 
+def _structure(graph: Path) -> tuple[list[str], dict[str, list[int]]]:
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    return [n.op_type for n in model.graph.node], {
+        t.name: list(t.dims) for t in model.graph.initializer
+    }
+
+
+def test_a_kit_without_weights_holds_the_same_graphs(kit: Path, trained_kit: Path) -> None:
+    """By default the graphs leave their weights out (kit.json gives each `.weights` file's
+    size): the same operators and tensor shapes in a fraction of the bytes."""
+    info = json.loads((kit / KIT_JSON).read_text())
+    assert json.loads((trained_kit / KIT_JSON).read_text())["weights"] == "trained"
+    sizes = info["generated_weights"]
+    assert sorted(sizes) == sorted(p.name for p in (kit / "models").glob("*.onnx"))
+    for graph in (kit / "models").glob("*.onnx"):
+        trained = trained_kit / "models" / graph.name
+        assert _structure(graph) == _structure(trained)
+        left_out = trained.stat().st_size - graph.stat().st_size
+        assert left_out >= 0.95 * sizes[graph.name] > 0
+    assert not list(kit.rglob("*.weights"))
+
+
 def test_kit_is_never_written_over(kit: Path, tiny_ckpt: Path, capsys) -> None:  # noqa: ANN001
     before = (kit / TABLE).read_bytes()
     assert kit_main(["--ckpt", str(tiny_ckpt), "--out", str(kit), "--count", "3"]) == 2
@@ -95,6 +129,7 @@ def test_runner_fills_the_table_and_goes_on_where_it_stopped(kit: Path, tmp_path
     subprocess.run(run, check=True, capture_output=True, text=True, cwd=tmp_path)
     rows = _rows(copy / TABLE)
     assert all(float(row[COLUMN]) > 0 for row in rows)
+    assert not list(copy.rglob("*.weights"))  # the random weights are gone after timing
     rows[0][COLUMN], rows[1][COLUMN] = "123", ""  # one kept by hand, one to time again
     _write(copy / TABLE, rows)
     done = subprocess.run(run, check=True, capture_output=True, text=True, cwd=tmp_path)
@@ -102,6 +137,15 @@ def test_runner_fills_the_table_and_goes_on_where_it_stopped(kit: Path, tmp_path
     again = _rows(copy / TABLE)
     assert again[0][COLUMN] == "123" and float(again[1][COLUMN]) > 0
     assert [r[COLUMN] for r in again[2:]] == [r[COLUMN] for r in rows[2:]]
+    again[1][COLUMN] = ""  # `--keep-weights`: what another runtime would convert
+    _write(copy / TABLE, again)
+    subprocess.run([*run, "--keep-weights"], check=True, capture_output=True, cwd=tmp_path)
+    kept = list(copy.rglob("*.weights"))
+    sizes = json.loads((copy / KIT_JSON).read_text())["generated_weights"]
+    assert [p.name for p in kept] == [f"{again[1]['arch_id']}.onnx.weights"]
+    assert kept[0].stat().st_size == sizes[f"{again[1]['arch_id']}.onnx"]
+    session = ort.InferenceSession(str(copy / "models" / f"{again[1]['arch_id']}.onnx"))
+    assert session.get_inputs()[0].shape[0] == 1
 
 
 def _device_ms(arch: Arch, macs: float) -> float:
@@ -228,8 +272,11 @@ def test_a_published_space_gets_a_kit_without_its_weights(tmp_path: Path, capsys
     rows = _rows(out / TABLE)
     assert [int(r["resolution"]) for r in rows] == [224, 128]
     assert json.loads((out / KIT_JSON).read_text())["source"] == "ofa_mbv3_w10"
-    session = ort.InferenceSession(str(out / "models" / f"{rows[1]['arch_id']}.onnx"))
-    assert session.get_inputs()[0].shape == [1, 3, 128, 128]
+    import onnx
+
+    graph = onnx.load(str(out / "models" / f"{rows[1]['arch_id']}.onnx"), load_external_data=False)
+    dims = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 128, 128]
     capsys.readouterr()  # a translation space reads its vocabulary from the published file
     missing = str(tmp_path / "HAT_wmt14ende_super_space0.pt")
     argv = ["--pretrained", "hat_wmt14ende", "--pretrained-path", missing, "--out", "hat"]
