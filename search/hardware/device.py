@@ -116,6 +116,7 @@ def write_kit(
 
     for arch in track(archs, description=f"exporting {len(archs)} subnets", transient=True):
         model = supernet.export_subnet(arch).eval().cpu()
+        graphs: tuple[Path, ...]
         if translation:
             graphs = export_decoding(model, out / "models" / arch.arch_id, batch_size,
                                      workload.src_len, workload.beam_size, opset)

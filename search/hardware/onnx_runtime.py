@@ -6,7 +6,10 @@ fixed to the meter's), opens it in an ONNX Runtime session on the CPU execution 
 all graph optimisations (constant folding, Conv+BN+activation fusion), its thread count fixed
 to `meter.threads` (one inference thread per step: `inter_op_num_threads=1`; with more than one
 intra-op thread, the extra threads are pinned to distinct cores), and times `session.run`
-with the meter. The store key records the mode, the provider and the onnxruntime version.
+with the meter. A translation subnet is timed as it translates: its encoder and decoder-step
+graphs (`supernet.transformer.onnx_decoding`) under the beam search of the device kits' runner
+(numpy), on the supernet's latency workload. The store key records the mode, the provider and
+the onnxruntime version.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ from search.hardware.costs import (
     describe_timing,
     input_resolution,
 )
+from search.hardware.device import translation_spec
+from search.hardware.device_runner import Translator
 from search.hardware.meter import HardwareError, LatencyMeter
 from search.store import Store
 from supernet.export import ONNX_OPSET, to_onnx
 from supernet.space import Arch
+from supernet.transformer.latency import TranslationWorkload
+from supernet.transformer.onnx_decoding import export_decoding
 
 PROVIDER = "CPUExecutionProvider"
 MISSING = "hardware=onnxruntime needs onnx and onnxruntime: pip install onnx onnxruntime"
@@ -65,7 +72,8 @@ class OnnxRuntimeCost(MeasuredLatencyCost):
     Args:
         meter: how to time (`device` must be `cpu`; `threads` becomes the session's).
         opset: ONNX opset of the exported graphs.
-        workload: the images timed (default `ImageWorkload(meter.batch_size)`, NCHW).
+        workload: what is timed (default: the supernet's `latency_workload`, a Transformer's
+            beam search, else `ImageWorkload(meter.batch_size)`, NCHW).
         objective: the cost objective (default: what the meter measures).
         analytic: the MACs/params part (default `AnalyticCost()`).
     """
@@ -74,7 +82,7 @@ class OnnxRuntimeCost(MeasuredLatencyCost):
         self,
         meter: LatencyMeter,
         opset: int = ONNX_OPSET,
-        workload: ImageWorkload | None = None,
+        workload: ImageWorkload | TranslationWorkload | None = None,
         objective: str | None = None,
         analytic: AnalyticCost | None = None,
     ) -> None:
@@ -96,12 +104,9 @@ class OnnxRuntimeCost(MeasuredLatencyCost):
     ) -> OnnxRuntimeCost:
         if self.workload is None:
             if callable(getattr(supernet, "latency_workload", None)):
-                raise HardwareError(
-                    f"hardware=onnxruntime times image subnets as one ONNX graph each; a "
-                    f"{type(supernet).__name__} is timed by its own workload (beam search), "
-                    "which is not one graph: use hardware=cpu"
-                )
-            self.workload = ImageWorkload(
+                self.workload = supernet.latency_workload(self.meter.batch_size)
+            else:
+                self.workload = ImageWorkload(
                 self.meter.batch_size, input_resolution(supernet), channels_last=False
             )
         super().bind(supernet, store, checkpoint)
@@ -119,7 +124,15 @@ class OnnxRuntimeCost(MeasuredLatencyCost):
         return settings
 
     def describe(self) -> str:
-        what = f"session.run of the exported subnet's ONNX graph ({PROVIDER})"
+        if isinstance(self.workload, TranslationWorkload):
+            w = self.workload
+            what = (
+                f"beam search (beam {w.beam_size}, {w.tgt_len} steps, {w.src_len}-token "
+                f"source) over the exported subnet's encoder and decoder-step ONNX graphs "
+                f"({PROVIDER})"
+            )
+        else:
+            what = f"session.run of the exported subnet's ONNX graph ({PROVIDER})"
         return describe_timing(self.meter, "onnxruntime", what)
 
     def session(self, arch: Arch, folder: str | Path) -> tuple[Any, dict[str, Any]]:
@@ -134,10 +147,27 @@ class OnnxRuntimeCost(MeasuredLatencyCost):
         session = ort.InferenceSession(str(path), options, providers=[PROVIDER])
         return session, {"input0": x.numpy()}
 
+    def translator(self, arch: Arch, folder: str | Path) -> Translator:
+        """`arch`'s beam search over its encoder and decoder-step graphs in ONNX Runtime."""
+        ort = _ort()
+        workload = self.workload
+        assert isinstance(workload, TranslationWorkload)
+        model = self._require_bound().export_subnet(arch).eval().cpu()
+        graphs = export_decoding(model, Path(folder) / "subnet", workload.batch_size,
+                                 workload.src_len, workload.beam_size, self.opset)  # fmt: skip
+        options = session_options(self.meter.threads)
+        encoder, decoder = (ort.InferenceSession(str(g), options, providers=[PROVIDER])
+                            for g in graphs)  # fmt: skip
+        return Translator(encoder, decoder, translation_spec(model, workload))
+
     def measure(self, arch: Arch) -> dict[str, float]:
-        """Export `arch`, open it in ONNX Runtime and time `session.run` now (no store)."""
+        """Export `arch`, open it in ONNX Runtime and time it now (no store)."""
         with tempfile.TemporaryDirectory(prefix="nas_onnx_") as folder:
-            session, feed = self.session(arch, folder)
+            if isinstance(self.workload, TranslationWorkload):
+                run: Any = self.translator(arch, folder)
+            else:
+                session, feed = self.session(arch, folder)
+                run = lambda: session.run(None, feed)  # noqa: E731
             with torch.inference_mode():
-                latency = self.meter.measure(lambda: session.run(None, feed), capturable=False)
+                latency = self.meter.measure(run, capturable=False)
         return latency.as_metrics()
