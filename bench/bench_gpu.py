@@ -420,10 +420,11 @@ def main() -> None:
     )
     if new_each is not None:
         print(f"a new random subnet every step (as in training): {new_each:.3f}")
-    print(
-        f"random-subnet step ratio (supernet / static, mean of {len(randoms)}): "
-        f"{statistics.mean(randoms):.3f} (target <= 1.15)"
-    )
+    if randoms:
+        print(
+            f"random-subnet step ratio (supernet / static, mean of {len(randoms)}): "
+            f"{statistics.mean(randoms):.3f} (target <= 1.15)"
+        )
 
 
 if __name__ == "__main__":

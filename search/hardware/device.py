@@ -47,7 +47,7 @@ KIT_JSON = "kit.json"
 RUNNER = "measure_onnxruntime.py"
 COLUMN = "latency_ms"
 SEEN = {  # what the predictor sees, per `features`
-    "costs": "MACs, parameters and active decisions",
+    "costs": "MACs (by part, where the supernet splits them), parameters and active decisions",
     "onehot": "one-hot decisions, MACs, parameters and active decisions",
 }
 FEATURES = tuple(SEEN)
@@ -311,7 +311,7 @@ class DeviceLatencyCost(CostModel):
         self.quality: dict[str, float] = {}
         self.family = ""
         self._predict: Any = None
-        self._scale = np.ones(2)
+        self._scale = np.ones(3)
         self._digest = ""
         self._folds_used = self.folds
 
@@ -379,13 +379,18 @@ class DeviceLatencyCost(CostModel):
         self, archs: Sequence[Arch], analytic: Sequence[dict[str, float]] | None = None
     ) -> np.ndarray:
         """MACs, parameters and the number of active decisions (layers, roughly) per arch
-        (`analytic`: their analytic costs, when the caller has them)."""
-        space: SearchSpace = self._require_bound().space
+        (`analytic`: their analytic costs, when the caller has them). A supernet with
+        `macs_parts(arch)` gives its MACs by part instead (a Transformer: encoder, decoder and
+        output projection, which a beam search repeats per beam and step, the encoder not)."""
+        supernet = self._require_bound()
+        space: SearchSpace = supernet.space
         costs = analytic if analytic is not None else [self.analytic(a) for a in archs]
+        parts = getattr(supernet, "macs_parts", None)
         rows = []
         for arch, cost in zip(archs, costs, strict=True):
             active = sum(space.is_active(arch, d.label) for d in space.decisions)
-            rows.append([cost["macs"], cost["params"], active])
+            macs = list(parts(arch).values()) if callable(parts) else [cost["macs"]]
+            rows.append([*macs, cost["params"], active])
         return np.array(rows, dtype=float)
 
     def _features(self, archs: Sequence[Arch], costs: np.ndarray) -> np.ndarray:

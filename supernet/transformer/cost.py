@@ -17,21 +17,34 @@ def _attention_macs(t_q: int, t_kv: int, q_in: int, kv_in: int, qkv: int) -> int
     return projections + 2 * t_q * t_kv * qkv
 
 
+def transformer_macs_parts(
+    config: Mapping[str, Any], arch: Mapping[str, Any], src_len: int, tgt_len: int
+) -> dict[str, int]:
+    """`transformer_macs` by where they run in a translation: `encoder` (once per sentence),
+    `memory` (the encoder-decoder keys/values, once per sentence and beam), `decoder` (the rest
+    of the decoder layers, every step and beam) and `output` (the vocabulary projection, every
+    step and beam). A latency model weighs them differently: a beam search repeats the last
+    two per beam."""
+    qkv, enc, dec = config["qkv_dim"], arch["enc_embed"], arch["dec_embed"]
+    s, t = src_len, tgt_len
+    encoder = decoder = memory = 0
+    for i in range(1, config["encoder_layers"] + 1):
+        encoder += _attention_macs(s, s, enc, enc, qkv) + 2 * s * enc * arch[f"enc_l{i}_ffn"]
+    for i in range(1, arch["dec_layers"] + 1):
+        m = s * arch[f"dec_l{i}_ende"]
+        keys_values = 2 * m * enc * qkv
+        memory += keys_values
+        decoder += _attention_macs(t, t, dec, dec, qkv) + 2 * t * dec * arch[f"dec_l{i}_ffn"]
+        decoder += _attention_macs(t, m, dec, enc, qkv) - keys_values
+    output = t * dec * config["tgt_vocab_size"]
+    return {"encoder": encoder, "memory": memory, "decoder": decoder, "output": output}
+
+
 def transformer_macs(
     config: Mapping[str, Any], arch: Mapping[str, Any], src_len: int, tgt_len: int
 ) -> int:
     """MACs of `arch` for a source of `src_len` and a target prefix of `tgt_len` tokens."""
-    qkv, enc, dec = config["qkv_dim"], arch["enc_embed"], arch["dec_embed"]
-    s, t = src_len, tgt_len
-    total = 0
-    for i in range(1, config["encoder_layers"] + 1):
-        total += _attention_macs(s, s, enc, enc, qkv) + 2 * s * enc * arch[f"enc_l{i}_ffn"]
-    for i in range(1, arch["dec_layers"] + 1):
-        memory = s * arch[f"dec_l{i}_ende"]
-        total += _attention_macs(t, t, dec, dec, qkv)
-        total += _attention_macs(t, memory, dec, enc, qkv)
-        total += 2 * t * dec * arch[f"dec_l{i}_ffn"]
-    return total + t * dec * config["tgt_vocab_size"]
+    return sum(transformer_macs_parts(config, arch, src_len, tgt_len).values())
 
 
 def _attention_params(q_in: int, kv_in: int, qkv: int) -> int:

@@ -21,7 +21,11 @@ from supernet.ops.elastic_linear import ElasticLinear
 from supernet.protocol import SubnetVerbs
 from supernet.space import Arch, SearchSpace
 from supernet.transformer.core import InputConventions, SubTransformer, TransformerCore
-from supernet.transformer.cost import transformer_macs, transformer_params
+from supernet.transformer.cost import (
+    transformer_macs,
+    transformer_macs_parts,
+    transformer_params,
+)
 from supernet.transformer.latency import (
     TranslationPartsChain,
     TranslationWorkload,
@@ -294,6 +298,12 @@ class TransformerSupernet(SubnetVerbs, TransformerCore):
     def macs(self, arch: Mapping[str, Any], src_len: int = 30, tgt_len: int = 30) -> int:
         """Multiply-accumulates of one teacher-forced sentence pair (batch 1)."""
         return transformer_macs(self._config, self.space.arch(arch), src_len, tgt_len)
+
+    def macs_parts(
+        self, arch: Mapping[str, Any], src_len: int = 30, tgt_len: int = 30
+    ) -> dict[str, int]:
+        """`macs` split by where a translation runs them (see `transformer_macs_parts`)."""
+        return transformer_macs_parts(self._config, self.space.arch(arch), src_len, tgt_len)
 
     def params(self, arch: Mapping[str, Any]) -> int:
         """Parameters the SubTransformer uses (shared tables counted once)."""

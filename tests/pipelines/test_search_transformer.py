@@ -143,6 +143,40 @@ def test_lookup_table_latency_search_on_a_transformer(ckpt: Path, tmp_path: Path
     assert table["measured"] == table["entries"] > 0 and table["reused"] == 0
 
 
+def test_device_latency_search_on_a_transformer(ckpt: Path, tmp_path: Path) -> None:
+    """What a user runs for a device: a kit of the checkpoint, its runner filling the table
+    (each timing a beam search over the encoder and decoder-step graphs), then the search on
+    those latencies; and `hardware=onnxruntime`, the same timing on this CPU."""
+    import subprocess
+    import sys
+
+    from search.device_kit import main as kit_main
+    from search.hardware.device import COLUMN, RUNNER, TABLE
+
+    kit = tmp_path / "kit"
+    assert kit_main(["--ckpt", str(ckpt), "--out", str(kit), "--count", "10"]) == 0
+    subprocess.run([sys.executable, str(kit / RUNNER), "--warmup", "0", "--repeats", "1"],
+                   check=True, capture_output=True, cwd=tmp_path)  # fmt: skip
+    measured = {r["arch_id"]: float(r[COLUMN]) for r in pd.read_csv(kit / TABLE).to_dict("records")}
+    assert len(measured) == 10 and all(ms > 0 for ms in measured.values())
+    result, out = _search(
+        tmp_path, ckpt, "strategy=random", "budget=3", "hardware=device",
+        f"hardware.path={kit / TABLE}", "hardware.min_rows=10",
+    )  # fmt: skip
+    assert result.objectives == ("bleu", COLUMN)
+    assert "measured on kit for the 10 subnets" in (out / "summary.json").read_text()
+    for row in result.rows:
+        if row.arch_id in measured:
+            assert row.metrics[COLUMN] == pytest.approx(measured[row.arch_id], rel=1e-5)
+        assert row.metrics[COLUMN] > 0
+    result, out = _search(
+        tmp_path / "ort", ckpt, "strategy=random", "budget=2", "hardware=onnxruntime",
+        "hardware.meter.repeats=2", "hardware.meter.warmup=0",
+    )  # fmt: skip
+    assert all(row.metrics["latency_ms"] > 0 for row in result.rows)
+    assert "beam search (beam 5" in (out / "summary.json").read_text()
+
+
 def test_accuracy_on_a_translation_checkpoint_is_refused(ckpt: Path, tmp_path: Path) -> None:
     with pytest.raises(ProblemError, match="'accuracy' is not measured.*bleu"):
         _search(tmp_path, ckpt, "strategy=random", "hardware=flops", "objectives=[accuracy,macs]")

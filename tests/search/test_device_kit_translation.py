@@ -139,3 +139,31 @@ def test_a_published_translation_space_gets_a_kit_from_its_file(tmp_path: Path) 
     assert len(list((out / "models").glob("*.decoder.onnx"))) == 2
     with pytest.raises(SystemExit, match="2"):  # a file of published weights, and no name
         kit_main(["--ckpt", str(weights), "--pretrained-path", str(weights), "--out", "x"])
+
+
+def test_the_predictor_weighs_a_translation_by_where_its_macs_run(tmp_path: Path) -> None:
+    """A beam search repeats the decoder and the output projection per beam and step, the
+    encoder not: the predictor sees the MACs by part (`macs_parts`), so a device whose
+    latency weighs them so is predicted closely from 40 timed subnets."""
+    net = _net(False)
+    archs = sample_archs(net.space, 60, seed=0)
+
+    def device_ms(arch) -> float:  # noqa: ANN001
+        parts = net.macs_parts(arch)
+        return 1.0 + 1e-5 * (parts["encoder"] + parts["memory"]) + 6e-5 * (
+            parts["decoder"] + parts["output"]
+        )
+
+    labels = [d.label for d in net.space.decisions]
+    table = tmp_path / TABLE
+    with table.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["arch_id", COLUMN, *labels])
+        writer.writeheader()
+        for arch in archs[:40]:
+            writer.writerow({"arch_id": arch.arch_id, COLUMN: f"{device_ms(arch):.6g}",
+                             **{k: arch[k] for k in labels}})  # fmt: skip
+    cost = DeviceLatencyCost(str(table)).bind(net)
+    assert cost._costs(archs[:1]).shape == (1, 4 + 2)  # four parts, params, active decisions
+    truth = np.array([device_ms(a) for a in archs[40:]])
+    guess = np.array([cost.predict(a) for a in archs[40:]])
+    assert np.mean(np.abs(guess - truth) / truth) < 0.03

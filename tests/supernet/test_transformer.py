@@ -207,6 +207,25 @@ def test_analytic_macs_match_the_flop_counter(
         assert counter.get_total_flops() == 2 * supernet.macs(arch, src_len, tgt_len)
 
 
+def test_macs_parts_split_where_a_translation_runs_them(supernet: TransformerSupernet) -> None:
+    """Encoder, the encoder-decoder keys/values (the encoder graph of a device kit computes
+    both), decoder layers and output projection: counted as the flop counter counts them."""
+    from supernet.transformer.onnx_decoding import EncoderGraph
+
+    src = torch.randint(4, 40, (1, 7))
+    for arch in _archs(supernet.space, 4):
+        parts = supernet.macs_parts(arch, 7, 5)
+        assert sum(parts.values()) == supernet.macs(arch, 7, 5)
+        assert parts["output"] == 5 * arch["dec_embed"] * 40
+        sub = supernet.export_subnet(arch).eval()
+        with FlopCounterMode(display=False) as counter:
+            sub.encode(src)
+        assert counter.get_total_flops() == 2 * parts["encoder"]
+        with FlopCounterMode(display=False) as counter:
+            EncoderGraph(sub)(src)
+        assert counter.get_total_flops() == 2 * (parts["encoder"] + parts["memory"])
+
+
 def test_hat_scale_cost_is_plausible() -> None:
     net = TransformerSupernet(src_vocab_size=32000, tgt_vocab_size=32000, share_all_embeddings=True)
     largest, smallest = net.space.largest(), net.space.smallest()
