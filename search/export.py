@@ -18,6 +18,8 @@ import yaml
 
 from search.results import SearchResult
 from supernet.export import save_module, to_onnx
+from supernet.transformer.core import SubTransformer
+from supernet.transformer.onnx_decoding import export_decoding
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def export_best(
         onnx: also write the ONNX graph.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    models: dict[str, tuple[Path, Path | None]] = {}  # arch_id → files already written
+    models: dict[str, tuple[Path, list[Path]]] = {}  # arch_id → its stem and files written
     scorer = None
     for name, row in result.best.items():
         if row is None:
@@ -52,21 +54,32 @@ def export_best(
         if evaluator is not None:
             scorer = scorer or evaluator()
             info["measured_with"] = dict(scorer.settings())
-            pt, graph = stem.with_suffix(".pt"), stem.with_suffix(".onnx") if onnx else None
             if row.arch_id in models:  # one arch best under several constraints: same files
-                first_pt, first_graph = models[row.arch_id]
-                pt.write_bytes(first_pt.read_bytes())
-                if graph is not None and first_graph is not None:
-                    graph.write_bytes(first_graph.read_bytes())
+                first_stem, written = models[row.arch_id]
+                files = [stem.with_name(f.name.replace(first_stem.name, stem.name, 1))
+                         for f in written]  # fmt: skip
+                for src, dst in zip(written, files, strict=True):
+                    dst.write_bytes(src.read_bytes())
             else:
-                model = scorer.deployable(row.arch)
-                save_module(model, pt)
-                if graph is not None:
-                    to_onnx(model, scorer.example_inputs(row.arch), graph)
-                models[row.arch_id] = (pt, graph)
-            info["files"] = [p.name for p in (pt, graph) if p is not None]
+                files = _write_model(scorer, row.arch, stem, onnx)
+                models[row.arch_id] = (stem, files)
+            info["files"] = [f.name for f in files]
         stem.with_suffix(".yaml").write_text(yaml.safe_dump(info, sort_keys=False))
     if models:
         log.info("best subnets written to %s (.pt: torch.load(path, weights_only=False); "
                  ".onnx: onnxruntime)", out_dir)
     return out_dir
+
+
+def _write_model(scorer: Any, arch: Any, stem: Path, onnx: bool) -> list[Path]:
+    """The deployable module as `.pt` and, with `onnx`, its graph; a translation model also as
+    its encoder and decoder-step graphs (`supernet.transformer.onnx_decoding`), which decode
+    incrementally as the module does (the single graph recomputes the whole prefix per
+    token)."""
+    model = scorer.deployable(arch)
+    files = [save_module(model, stem.with_suffix(".pt"))]
+    if onnx:
+        files.append(to_onnx(model, scorer.example_inputs(arch), stem.with_suffix(".onnx")))
+        if isinstance(model, SubTransformer):
+            files += export_decoding(model, stem)
+    return files

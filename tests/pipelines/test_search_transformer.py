@@ -114,6 +114,33 @@ def test_every_strategy_searches_bleu(strategy: str, ckpt: Path, tmp_path: Path)
     assert info["metrics"]["macs"] <= result.constraints["macs"]
     exported = torch.load(out / "best" / "best_all.pt", weights_only=False)
     assert sum(p.numel() for p in exported.parameters()) == info["metrics"]["params"]
+    assert info["files"] == [f"best_all{x}" for x in (".pt", ".onnx", ".encoder.onnx",
+                                                       ".decoder.onnx")]  # fmt: skip
+    _check_decoding_graphs(out / "best" / "best_all", exported)
+
+
+def _check_decoding_graphs(stem: Path, model) -> None:  # noqa: ANN001 - a SubTransformer
+    """The exported encoder and decoder-step graphs give the module's first-step
+    log-probabilities (the kits' tests check whole beam searches)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from supernet.transformer.onnx_decoding import first_token
+
+    encoder, decoder = (ort.InferenceSession(f"{stem}.{part}.onnx") for part in ("encoder",
+                                                                             "decoder"))
+    src = torch.tensor([[5, 6, 7, model.eos_index]])
+    feed = dict(zip([o.name for o in encoder.get_outputs()],
+                    encoder.run(None, {"src_tokens": src.numpy()}), strict=True))  # fmt: skip
+    prev = torch.tensor([[first_token(model)]])
+    for spec in decoder.get_inputs():
+        if spec.name.startswith("self_"):
+            feed[spec.name] = np.zeros([1, spec.shape[1], 0, spec.shape[3]], dtype=np.float32)
+    feed["prev_tokens"] = prev.numpy()
+    lprobs = decoder.run(None, feed)[0]
+    with torch.no_grad():
+        logits = model.decode(prev, model.encode(src), model.new_cache())[:, -1]
+    np.testing.assert_allclose(lprobs, torch.log_softmax(logits, -1).numpy(), atol=1e-4)
 
 
 def test_latency_search_stores_and_reuses_bleu(ckpt: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from search.device_kit import main as kit_main
 from search.hardware import DeviceLatencyCost, write_kit
@@ -167,3 +168,31 @@ def test_the_predictor_weighs_a_translation_by_where_its_macs_run(tmp_path: Path
     truth = np.array([device_ms(a) for a in archs[40:]])
     guess = np.array([cost.predict(a) for a in archs[40:]])
     assert np.mean(np.abs(guess - truth) / truth) < 0.03
+
+
+def test_best_translation_subnets_come_with_their_decoding_graphs(tmp_path: Path) -> None:
+    """`export_best` writes a translation subnet's encoder and decoder-step graphs beside its
+    `.pt` and `.onnx`; a subnet best under two constraints gets the same files twice."""
+    from types import SimpleNamespace
+
+    import onnxruntime
+
+    from search.export import export_best
+
+    net = _net(False)
+    arch = net.space.smallest()
+    src, prev = torch.tensor([[5, 6, 2]]), torch.tensor([[0, 7]])
+    scorer = SimpleNamespace(settings=lambda: {"evaluator": "fake"},
+                             deployable=lambda a: net.export_subnet(a).eval(),
+                             example_inputs=lambda a: (src, prev))  # fmt: skip
+    row = SimpleNamespace(arch_id=arch.arch_id, arch=arch, metrics={"bleu": 1.0})
+    export_best(SimpleNamespace(best={"all": row, "macs": row}), tmp_path, lambda: scorer)
+    for name in ("all", "macs"):
+        info = yaml.safe_load((tmp_path / f"best_{name}.yaml").read_text())
+        assert info["files"] == [f"best_{name}{x}" for x in (".pt", ".onnx", ".encoder.onnx",
+                                                              ".decoder.onnx")]  # fmt: skip
+    assert (tmp_path / "best_macs.decoder.onnx").read_bytes() == (
+        tmp_path / "best_all.decoder.onnx"
+    ).read_bytes()
+    session = onnxruntime.InferenceSession(str(tmp_path / "best_macs.encoder.onnx"))
+    assert [o.name for o in session.get_outputs()][0] == "padding_mask"
