@@ -18,8 +18,11 @@ The beam search around them (top-k, reordering the beams' caches) is a few array
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -153,7 +156,104 @@ def export_decoding(
                       **{f"new_{name}": {0: "beams", 2: "steps_after"} for name in past_names},
                       "lprobs": {0: "beams"}},
     )  # fmt: skip
+    tokens = {"pad_index": model.pad_index, "bos_index": model.bos_index,
+              "eos_index": model.eos_index, "first_token": first_token(model),
+              "max_positions": model.max_positions}  # fmt: skip
+    _annotate(decoder, {k: str(v) for k, v in tokens.items()})
     return encoder, decoder
+
+
+def _annotate(graph: Path, metadata: dict[str, str]) -> None:
+    """Store `metadata` in the graph's `metadata_props` (ONNX Runtime: `get_modelmeta()`)."""
+    import onnx
+
+    proto = onnx.load(str(graph))
+    onnx.helper.set_model_props(proto, metadata)
+    onnx.save_model(proto, str(graph))
+
+
+class OnnxTranslationModel:
+    """A translation subnet's encoder and decoder-step graphs in ONNX Runtime, behind the
+    decoding API `beam_search` and `greedy_decode` use: the same search, fairseq's semantics
+    (length penalty, maximum length, finished hypotheses), without PyTorch modules.
+
+        model = OnnxTranslationModel.load("best/best_all")
+        hypotheses = beam_search(model, src_tokens, beam_size=4, len_penalty=0.6)
+
+    Args:
+        encoder, decoder: ONNX Runtime sessions of `export_decoding`'s two graphs.
+    """
+
+    training = False
+
+    def __init__(self, encoder: Any, decoder: Any) -> None:
+        self.encoder, self.decoder = encoder, decoder
+        meta = decoder.get_modelmeta().custom_metadata_map
+        self.pad_index, self.bos_index = int(meta["pad_index"]), int(meta["bos_index"])
+        self.eos_index, self.max_positions = int(meta["eos_index"]), int(meta["max_positions"])
+        self.first_token = int(meta["first_token"])
+        self._inputs = {i.name for i in decoder.get_inputs()}
+        self._past = [(i.name, i.shape) for i in decoder.get_inputs() if i.name.startswith("self_")]
+
+    @classmethod
+    def load(cls, prefix: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> (
+        OnnxTranslationModel
+    ):
+        """The model of `<prefix>.encoder.onnx` and `<prefix>.decoder.onnx`."""
+        import onnxruntime as ort
+
+        prefix = Path(prefix)
+        sessions = [ort.InferenceSession(str(prefix.with_name(prefix.name + suffix)),
+                                         providers=list(providers))
+                    for suffix in (ENCODER_SUFFIX, DECODER_SUFFIX)]  # fmt: skip
+        return cls(*sessions)
+
+    def eval(self) -> OnnxTranslationModel:
+        return self
+
+    def train(self, mode: bool = True) -> OnnxTranslationModel:
+        return self
+
+    def encode(self, src_tokens: torch.Tensor) -> _Encoded:
+        outs = self.encoder.run(None, {"src_tokens": src_tokens.cpu().numpy()})
+        names = [o.name for o in self.encoder.get_outputs()]
+        return _Encoded({n: v for n, v in zip(names, outs, strict=True) if n in self._inputs})
+
+    def new_cache(self) -> dict[str, Any]:
+        return {}
+
+    def decode(self, prev_tokens: torch.Tensor, encoder_out: _Encoded, cache: Any) -> torch.Tensor:
+        """Log-probabilities of the next token, (N, 1, vocab) (incremental decoding only)."""
+        if cache is None:
+            raise ValueError("ONNX decoding is incremental: pass a cache from new_cache()")
+        tokens = prev_tokens.cpu().numpy()
+        if tokens.shape[1] == 1:  # the graph was traced past the first step: start token here
+            tokens = np.full_like(tokens, self.first_token)
+        rows = tokens.shape[0]
+        for name, shape in self._past:
+            cache.setdefault(name, np.zeros([rows, shape[1], 0, shape[3]], dtype=np.float32))
+        feed = {**encoder_out.arrays, **cache, "prev_tokens": tokens}
+        lprobs, *past = self.decoder.run(None, feed)
+        for (name, _), value in zip(self._past, past, strict=True):
+            cache[name] = value
+        return torch.from_numpy(lprobs)[:, None, :]
+
+    @staticmethod
+    def reorder_cache(cache: dict[str, Any], order: torch.Tensor, memory: bool = True) -> None:
+        index = order.cpu().numpy()
+        for name in cache:
+            cache[name] = cache[name][index]
+
+
+class _Encoded:
+    """The encoder graph's outputs, selectable by batch row as `EncoderOut` is."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
+
+    def index_select(self, order: torch.Tensor) -> _Encoded:
+        index = order.cpu().numpy()
+        return _Encoded({k: v[index] for k, v in self.arrays.items()})
 
 
 def _seeded() -> torch.Generator:

@@ -141,6 +141,15 @@ def _check_decoding_graphs(stem: Path, model) -> None:  # noqa: ANN001 - a SubTr
     with torch.no_grad():
         logits = model.decode(prev, model.encode(src), model.new_cache())[:, -1]
     np.testing.assert_allclose(lprobs, torch.log_softmax(logits, -1).numpy(), atol=1e-4)
+    # whole translations, through the framework's beam search on ONNX Runtime
+    from supernet.transformer.beam import beam_search
+    from supernet.transformer.onnx_decoding import OnnxTranslationModel
+
+    pad, eos = model.pad_index, model.eos_index
+    batch = torch.tensor([[5, 6, 7, 8, 9, eos], [10, 11, eos, pad, pad, pad]])  # right-padded
+    got = beam_search(OnnxTranslationModel.load(stem), batch, 4, len_penalty=0.6)
+    want = beam_search(model, batch, 4, len_penalty=0.6)
+    assert [h.tokens for h in got] == [h.tokens for h in want]
 
 
 def test_latency_search_stores_and_reuses_bleu(ckpt: Path, tmp_path: Path) -> None:

@@ -196,3 +196,25 @@ def test_best_translation_subnets_come_with_their_decoding_graphs(tmp_path: Path
     ).read_bytes()
     session = onnxruntime.InferenceSession(str(tmp_path / "best_macs.encoder.onnx"))
     assert [o.name for o in session.get_outputs()][0] == "padding_mask"
+
+
+def test_the_graphs_translate_with_the_frameworks_beam_search(kit) -> None:  # noqa: ANN001
+    """`OnnxTranslationModel`: the two graphs behind the decoding API, so `beam_search` (length
+    penalty, early finished hypotheses, padded batches) and `greedy_decode` run on ONNX Runtime
+    and give what they give on the subnet."""
+    from supernet.transformer.beam import greedy_decode
+    from supernet.transformer.onnx_decoding import OnnxTranslationModel
+
+    net, out = kit
+    src = torch.tensor([[5, 9, 12, 30, 7, 2], [8, 3 + 30, 2, 1, 1, 1]])  # right-padded
+    for arch in sample_archs(net.space, 3, seed=0):
+        onnx_model = OnnxTranslationModel.load(out / "models" / arch.arch_id)
+        sub = net.export_subnet(arch).eval()
+        for search in (
+            lambda m: beam_search(m, src, 4, len_penalty=0.6, max_len_b=12),  # noqa: B023
+            lambda m: beam_search(m, src, 2, min_len=3, max_len_a=0.5, max_len_b=4),  # noqa: B023
+        ):
+            got, want = search(onnx_model), search(sub)
+            assert [h.tokens for h in got] == [h.tokens for h in want]
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4)
+        assert greedy_decode(onnx_model, src, max_len_b=8) == greedy_decode(sub, src, max_len_b=8)
