@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from search.device_kit import main as write_kit_cli  # noqa: E402
 from search.device_kit import published_architecture  # noqa: E402
 from search.hardware import AnalyticCost, DeviceLatencyCost  # noqa: E402
-from search.hardware.device import COLUMN, RUNNER, TABLE, read_latencies  # noqa: E402
+from search.hardware.device import read_latencies  # noqa: E402
+from search.hardware.kit import COLUMN, RUNNER, TABLE  # noqa: E402
 from supernet.checkpoint import load_supernet  # noqa: E402
 
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from search.hardware.device import KIT_JSON, RUNNER, TABLE, write_kit
+from search.hardware.kit import KIT_JSON, RUNNER, TABLE, write_kit
 from supernet.checkpoint import load_supernet
 from supernet.errors import NASError
 from supernet.export import ONNX_OPSET

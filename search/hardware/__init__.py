@@ -6,8 +6,10 @@ per-part latency lookup tables with their validation against measured latency.
   workloads they time;
 - `lookup_table`: `LatencyTableCost`, a network's latency as the sum of its parts';
 - `onnx_runtime`: `OnnxRuntimeCost`, the exported subnet as an ONNX graph in ONNX Runtime;
-- `device`: `DeviceLatencyCost`, latency timed on another device for a kit of subnets and
-  predicted for the others (`python -m search.hardware.device` writes the kit);
+- `kit`: the kit of subnets timed on another device (`python -m search.device_kit` writes
+  one; `device_runner.py`, copied into it, times it there);
+- `device`: `DeviceLatencyCost`, latency timed on another device for a kit's subnets and
+  predicted for the others;
 - `table_validation`: how well a table predicts measured latency.
 """
 
@@ -20,7 +22,8 @@ from search.hardware.costs import (
     count_macs,
     workload_settings,
 )
-from search.hardware.device import DeviceLatencyCost, read_latencies, write_kit
+from search.hardware.device import DeviceLatencyCost, read_latencies
+from search.hardware.kit import write_kit
 from search.hardware.lookup_table import LatencyTable, LatencyTableCost
 from search.hardware.meter import (
     CUDA_MISSING,

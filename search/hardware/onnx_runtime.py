@@ -28,8 +28,8 @@ from search.hardware.costs import (
     describe_timing,
     input_resolution,
 )
-from search.hardware.device import translation_spec
 from search.hardware.device_runner import Translator
+from search.hardware.kit import translation_spec
 from search.hardware.meter import HardwareError, LatencyMeter
 from search.store import Store
 from supernet.export import ONNX_OPSET, to_onnx

@@ -187,7 +187,7 @@ def test_device_latency_search_on_a_transformer(ckpt: Path, tmp_path: Path) -> N
     import sys
 
     from search.device_kit import main as kit_main
-    from search.hardware.device import COLUMN, RUNNER, TABLE
+    from search.hardware.kit import COLUMN, RUNNER, TABLE
 
     kit = tmp_path / "kit"
     assert kit_main(["--ckpt", str(ckpt), "--out", str(kit), "--count", "10"]) == 0

@@ -16,8 +16,8 @@ import yaml
 
 from search.device_kit import main as kit_main
 from search.hardware import DeviceLatencyCost, write_kit
-from search.hardware.device import COLUMN, KIT_JSON, RUNNER, TABLE, sample_archs
 from search.hardware.device_runner import Translator, _session
+from search.hardware.kit import COLUMN, KIT_JSON, RUNNER, TABLE, sample_archs
 from supernet.pretrained import published, save_as_published
 from supernet.transformer.beam import beam_search
 from supernet.transformer.latency import TranslationWorkload

@@ -18,7 +18,7 @@ from scipy import stats
 
 from search.device_kit import main as kit_main
 from search.hardware import AnalyticCost, DeviceLatencyCost, HardwareError
-from search.hardware.device import COLUMN, KIT_JSON, RUNNER, TABLE, sample_archs
+from search.hardware.kit import COLUMN, KIT_JSON, RUNNER, TABLE, sample_archs
 from supernet.checkpoint import load_supernet
 from supernet.space import Arch
 
